@@ -1,0 +1,34 @@
+# pg-jobmon: every command sets up what it needs on a fresh machine (Python 3.11+, make, git).
+# uv is fetched into .uv/ (pinned); the project environment is .venv/, built from uv.lock.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_COMPILE_BYTECODE := 1
+
+.PHONY: demo test lint setup clean pg15-dsn
+
+demo: $(VENV)/.synced  ## run the demo: embedded PostgreSQL, a failing job, the surviving log
+	$(VENV)/bin/python -m devtools.demo
+
+test: $(VENV)/.synced  ## run the whole test suite (JOBMON_TEST_DSN selects a server)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+setup: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --compile-bytecode --quiet
+	touch $@
+
+clean:
+	rm -rf .uv $(VENV) .pytest_cache .ruff_cache

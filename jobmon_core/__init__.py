@@ -1,0 +1,57 @@
+"""pg-jobmon core: non-transactional job logging and monitoring for PostgreSQL.
+
+    from jobmon_core import Jobmon
+
+    jm = Jobmon("postgresql://etl@db/warehouse")
+    jm.install()
+    with jm.job("nightly load", conn=work) as job:
+        with job.step("copy rows"):
+            ...
+
+Nothing here imports Airflow; the Airflow provider lives in ``jobmon_airflow``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .context import Job, Step
+from .errors import (
+    DatabaseError,
+    InvalidArgumentError,
+    JobFinishedError,
+    JobmonConnectionError,
+    JobmonError,
+    JobmonPermissionError,
+    JobNotFoundError,
+    NotFoundError,
+    SchemaError,
+    SchemaNotInstalledError,
+    StatusTableError,
+    StatusTextError,
+    StepNotFoundError,
+)
+from .jobmon import Jobmon
+
+try:
+    __version__ = version("pg-jobmon")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DatabaseError",
+    "InvalidArgumentError",
+    "Job",
+    "JobFinishedError",
+    "JobNotFoundError",
+    "Jobmon",
+    "JobmonConnectionError",
+    "JobmonError",
+    "JobmonPermissionError",
+    "NotFoundError",
+    "SchemaError",
+    "SchemaNotInstalledError",
+    "StatusTableError",
+    "StatusTextError",
+    "Step",
+    "StepNotFoundError",
+    "__version__",
+]

@@ -1,0 +1,269 @@
+"""The :class:`Jobmon` facade: one object for install, the writer and the context managers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.sql import Identifier
+
+from . import caller, schema, validation
+from .connection import (
+    DEFAULT_APPLICATION_NAME,
+    DEFAULT_CONNECT_TIMEOUT,
+    LoggingConnection,
+    resolve_target,
+    translate_error,
+)
+from .context import STEP_FAILED, STEP_OK, Job
+from .errors import InvalidArgumentError, JobmonConnectionError, StatusTableError
+from .writer import Writer
+
+DEFAULT_SCHEMA = "jobmon"
+STATUS_TABLE = "job_status_text"
+_MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names: refuse them instead
+
+
+def _identifier(value: object, what: str) -> str:
+    name = validation.text(value, what, allow_empty=False)
+    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
+        raise InvalidArgumentError(
+            f"{what} {name!r} is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte limit"
+        )
+    return name
+
+
+class Jobmon:
+    """Log jobs and steps non-transactionally into a pg_jobmon-compatible schema.
+
+    ``dsn`` is a libpq connection string (URI or key=value); ``None`` means the
+    ``JOBMON_DSN`` environment variable, else libpq's own defaults (``PGHOST``,
+    ``PGDATABASE``...). ``schema`` names the jobmon schema; any name works.
+
+    The object is cheap: nothing connects until the first call. One instance may be shared
+    by all threads of a process, and survives ``fork()``.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        application_name: str = DEFAULT_APPLICATION_NAME,
+        connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
+        prepare: bool = True,
+    ) -> None:
+        self.schema = _identifier(schema, "schema")
+        validation.text(application_name, "application_name")
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int):
+            raise InvalidArgumentError("connect_timeout must be an int number of seconds")
+        if connect_timeout < 1:
+            raise InvalidArgumentError("connect_timeout must be at least 1 second")
+        self._target = resolve_target(
+            dsn, application_name=application_name, connect_timeout=connect_timeout
+        )
+        self._connection = LoggingConnection(self._target, prepare=prepare)
+        self._writer = Writer(self._connection, self.schema)
+        self._status_tables: set[str] = {STATUS_TABLE}
+
+    def __repr__(self) -> str:
+        return f"Jobmon(dsn={self._target.display!r}, schema={self.schema!r})"
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the logging connection (a later call opens a new one)."""
+        self._connection.close()
+
+    def __enter__(self) -> Jobmon:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def install(self) -> list[int]:
+        """Create or upgrade the jobmon schema; return the migration versions applied.
+
+        Idempotent, and safe when several processes call it at once.
+        """
+        try:
+            with psycopg.connect(self._target.conninfo, autocommit=True) as conn:
+                return schema.install(conn, self.schema)
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate is None:
+                raise JobmonConnectionError(
+                    f"cannot connect to the jobmon database ({self._target.display}): "
+                    f"{self._target.redact(str(exc).strip())}"
+                ) from None
+            raise translate_error(exc, self._target) from exc
+        except psycopg.Error as exc:
+            raise translate_error(exc, self._target) from exc
+
+    def schema_version(self) -> int:
+        """The installed schema version of this schema; 0 if pg-jobmon is not installed."""
+        return self._connection.run(lambda conn, _: schema.installed_version(conn, self.schema))
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    def add_job(self, name: str, *, conn: psycopg.Connection | None = None) -> int:
+        """Start a job run; return its ``job_id``. The name is upper-cased by the database.
+
+        ``owner`` and ``pid`` are those of ``conn`` (the job's work connection) when given,
+        else of the logging connection.
+        """
+        validation.name(name)
+        owner: str | None = None
+        pid: int | None = None
+        if conn is not None:
+            owner, pid = caller.identity(caller.require_connection(conn))
+        return self._writer.add_job(name, owner=owner, pid=pid)
+
+    def add_step(self, job_id: int, action: str) -> int:
+        """Add a step to a job; return its ``step_id``."""
+        validation.ident(job_id, "job_id")
+        validation.text(action, "action")
+        return self._writer.add_step(job_id, action)
+
+    def update_step(self, step_id: int, status: str, message: str | None) -> None:
+        """Set a step's status and message (and its end time). Later updates overwrite."""
+        validation.ident(step_id, "step_id")
+        validation.text(status, "status")
+        validation.text(message, "message", allow_none=True)
+        self._writer.update_step(step_id, status, message)
+
+    def close_job(self, job_id: int, *, status_table: str | None = None) -> None:
+        """Finish a job successfully (the status text of alert code 1)."""
+        validation.ident(job_id, "job_id")
+        self._writer.finish_job(job_id, 1, self._status_table(status_table))
+
+    def fail_job(self, job_id: int, level: int = 3, *, status_table: str | None = None) -> None:
+        """Finish a job unsuccessfully at alert ``level`` (3 CRITICAL by default)."""
+        validation.ident(job_id, "job_id")
+        validation.level(level)
+        self._writer.finish_job(job_id, level, self._status_table(status_table))
+
+    def cancel_job(self, job_id: int, *, status_table: str | None = None) -> bool:
+        """Cancel a running job from outside it: signal its backend, log it as failed.
+
+        The backend is signalled (``pg_cancel_backend``) only while the job is open and its
+        pid still belongs to the session that started it, never to a later session that
+        reused the pid. Returns whether a backend was signalled. The job's last step records
+        the cancellation and the job is failed at level 3 either way, which is also how an
+        orphaned job (its process died) is closed.
+        """
+        validation.ident(job_id, "job_id")
+        return self._writer.cancel_job(job_id, self._status_table(status_table))
+
+    def sql_step(
+        self,
+        job_id: int,
+        action: str,
+        sql: Any,
+        params: Any = None,
+        *,
+        conn: psycopg.Connection,
+    ) -> bool:
+        """Run ``sql`` on ``conn`` as a logged step; return whether it succeeded.
+
+        Success: step ``OK`` / ``Rows affected: N``. Failure: the statement is rolled back to
+        a savepoint (the caller's transaction stays usable), the step is ``CRITICAL`` /
+        ``ERROR: <message>``, and False is returned. Unlike upstream, a successful step does
+        not close the job. Nothing is committed on ``conn``: that stays the caller's call.
+        """
+        validation.ident(job_id, "job_id")
+        validation.text(action, "action")
+        caller.require_connection(conn)
+        step_id = self.add_step(job_id, action)
+        try:
+            rows = caller.run_sql(conn, sql, params)
+        except psycopg.Error as exc:
+            self.update_step(step_id, STEP_FAILED, caller.error_text(exc))
+            return False
+        self.update_step(step_id, STEP_OK, f"Rows affected: {rows}")
+        return True
+
+    def sql_job(self, name: str, sql: Any, params: Any = None, *, conn: psycopg.Connection) -> str:
+        """Run ``sql`` on ``conn`` as a whole logged job, as upstream's ``sql_job``.
+
+        Returns upstream's messages: ``Job logged with job id: <id>``, ``Job ID <id> failed.
+        See job_detail table for more details`` (errors are logged, not raised), or, when
+        another session holds the job's ``sql_job`` lock, ``Concurrent job found. Obtaining
+        advisory lock FAILED for job: <name>`` (upstream crashes in that branch).
+        """
+        validation.name(name)
+        caller.require_connection(conn)
+        job_id = self.add_job(name, conn=conn)
+        failed = f"Job ID {job_id} failed. See job_detail table for more details"
+        lock_action = f"Obtaining advisory lock for job: {name}"
+        try:
+            locked = caller.try_sql_lock(conn, name)
+        except psycopg.Error as exc:
+            self._fail_with_step(job_id, lock_action, caller.error_text(exc))
+            return failed
+        if not locked:
+            step_id = self.add_step(job_id, lock_action)
+            self.update_step(step_id, STEP_OK, "Found concurrent job. Exiting gracefully")
+            self.close_job(job_id)
+            return f"Concurrent job found. Obtaining advisory lock FAILED for job: {name}"
+        try:
+            action = "Running sql: " + caller.quote_literal(caller.query_text(conn, sql))
+            step_id = self.add_step(job_id, action)
+            try:
+                rows = caller.run_sql(conn, sql, params)
+            except psycopg.Error as exc:
+                self.update_step(step_id, STEP_FAILED, caller.error_text(exc))
+                self.fail_job(job_id)
+                return failed
+            self.update_step(step_id, STEP_OK, f"Rows affected: {rows}")
+            self.close_job(job_id)
+            return f"Job logged with job id: {job_id}"
+        finally:
+            caller.release_sql_lock(conn, name)
+
+    def _fail_with_step(self, job_id: int, action: str, message: str) -> None:
+        step_id = self.add_step(job_id, action)
+        self.update_step(step_id, STEP_FAILED, message)
+        self.fail_job(job_id)
+
+    # -- context managers ---------------------------------------------------------------------
+
+    def job(self, name: str, *, conn: psycopg.Connection | None = None) -> Job:
+        """``with jm.job(name, conn=work) as job:``: a job closed OK on a clean exit and
+        failed (CRITICAL) on an exception, which always propagates."""
+        validation.name(name)
+        if conn is not None:
+            caller.require_connection(conn)
+        return Job(self, name, conn)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _status_table(self, name: str | None) -> Identifier:
+        """The status table to read texts from, checked to be a table of our schema with
+        ``alert_code`` and ``alert_text`` (the name is always quoted, never spliced)."""
+        table = STATUS_TABLE if name is None else _identifier(name, "status_table")
+        if table not in self._status_tables:
+            self._connection.run(lambda conn, _: self._check_status_table(conn, table))
+            self._status_tables.add(table)
+        return Identifier(self.schema, table)
+
+    def _check_status_table(self, conn: psycopg.Connection, table: str) -> None:
+        row = conn.execute(
+            "SELECT count(a.attname) FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
+            "  AND NOT a.attisdropped AND a.attname IN ('alert_code', 'alert_text')"
+            " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+            " GROUP BY c.oid",
+            [self.schema, table],
+        ).fetchone()
+        if row is None:
+            raise StatusTableError(
+                f"status_table {table!r} is not a table of schema {self.schema!r}; create it "
+                "there with columns (alert_code integer, alert_text text)"
+            )
+        if row[0] < 2:
+            raise StatusTableError(
+                f"status_table {table!r} needs the columns alert_code and alert_text"
+            )

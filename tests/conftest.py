@@ -1,0 +1,94 @@
+"""Test fixtures: a real PostgreSQL, a fresh database per run, a fresh schema per test.
+
+``JOBMON_TEST_DSN`` selects an existing server (a superuser connection string); otherwise
+an embedded throwaway server is started. No database available is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from devtools import pg
+from jobmon_core import Jobmon
+
+_schema_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.Server]:
+    with pg.server("JOBMON_TEST_DSN") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def dsn(pg_server: pg.Server) -> Iterator[str]:
+    """A database of this test run's own, dropped at the end."""
+    with pg.fresh_database(pg_server) as database_dsn:
+        yield database_dsn
+
+
+@pytest.fixture
+def admin(dsn: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database, for setting up and inspecting."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def schema_name(dsn: str) -> Iterator[str]:
+    """A schema name of this test's own; the schema is dropped after the test."""
+    name = f"jm_test_{next(_schema_numbers)}"
+    yield name
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def jm(dsn: str, schema_name: str) -> Iterator[Jobmon]:
+    """A Jobmon on a freshly installed schema of this test's own."""
+    jobmon = Jobmon(dsn, schema=schema_name)
+    jobmon.install()
+    yield jobmon
+    jobmon.close()
+
+
+@pytest.fixture
+def work(dsn: str) -> Iterator[psycopg.Connection]:
+    """The job's own work connection (not autocommit), as a user's code would have it."""
+    with psycopg.connect(dsn) as conn:
+        yield conn
+
+
+class Rows:
+    """Read the jobmon tables of one schema, as dicts, for assertions."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    def __call__(self, table: str, where: str = "TRUE", params: object = None) -> list[dict]:
+        from psycopg.rows import dict_row
+
+        query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY 1, 2").format(
+            sql.Identifier(self.schema, table), sql.SQL(where)
+        )
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()
+
+    def execute(self, statement: str, params: object = None) -> None:
+        """Run hand-written SQL with search_path set to the jobmon schema."""
+        with self.conn.transaction():
+            self.conn.execute(
+                sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema))
+            )
+            self.conn.execute(statement, params)
+
+
+@pytest.fixture
+def rows(admin: psycopg.Connection, jm: Jobmon) -> Rows:
+    return Rows(admin, jm.schema)
