@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,9 +47,10 @@ def server(env_var: str = "JOBMON_TEST_DSN") -> Iterator[Server]:
     if dsn:
         yield Server(dsn)
         return
-    import pgserver  # dev dependency: only needed when no server is given
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pgserver  # dev dependency: only needed when no server is given
 
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     datadir = tempfile.mkdtemp(prefix="pg-jobmon-")
     handle = pgserver.get_server(datadir, cleanup_mode="delete")
     try:

@@ -16,6 +16,8 @@ from psycopg import sql
 from devtools import pg
 from jobmon_core import Jobmon
 
+from .tables import Rows
+
 _schema_numbers = itertools.count(1)
 
 
@@ -62,31 +64,6 @@ def work(dsn: str) -> Iterator[psycopg.Connection]:
     """The job's own work connection (not autocommit), as a user's code would have it."""
     with psycopg.connect(dsn) as conn:
         yield conn
-
-
-class Rows:
-    """Read the jobmon tables of one schema, as dicts, for assertions."""
-
-    def __init__(self, conn: psycopg.Connection, schema: str) -> None:
-        self.conn = conn
-        self.schema = schema
-
-    def __call__(self, table: str, where: str = "TRUE", params: object = None) -> list[dict]:
-        from psycopg.rows import dict_row
-
-        query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY 1, 2").format(
-            sql.Identifier(self.schema, table), sql.SQL(where)
-        )
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(query, params).fetchall()
-
-    def execute(self, statement: str, params: object = None) -> None:
-        """Run hand-written SQL with search_path set to the jobmon schema."""
-        with self.conn.transaction():
-            self.conn.execute(
-                sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema))
-            )
-            self.conn.execute(statement, params)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ class CuttingProxy:
         self.cuts = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut_after(self, marker: bytes) -> None:
@@ -46,8 +47,17 @@ class CuttingProxy:
             self._marker = marker
 
     def close(self) -> None:
+        """Stop listening and cut every connection: the database is gone for its clients."""
         self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -58,6 +68,8 @@ class CuttingProxy:
             family, address = self._upstream
             server = socket.socket(family, socket.SOCK_STREAM)
             server.connect(address)
+            with self._lock:
+                self._sockets += [client, server]
             threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
 
