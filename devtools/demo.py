@@ -80,11 +80,11 @@ def main() -> None:
 
     print(f"orders table: {orders} rows (only the first run's 1000 were committed)\n")
     print("jobmon.job_log")
-    print(table(["job_id", "job_name", "status", "started", "duration"], jobs), "\n")
+    print(table(["job_id", "job_name", "status", "started", "duration"], jobs) + "\n")
     print("jobmon.job_detail: every step of the failed run survived its rollback")
-    print(table(["job_id", "step_id", "action", "status", "seconds", "message"], steps), "\n")
+    print(table(["job_id", "step_id", "action", "status", "seconds", "message"], steps) + "\n")
     print("jobmon.job_check_log: what check_job_status will alert on")
-    print(table(["job_name", "alert_code"], checks), "\n")
+    print(table(["job_name", "alert_code"], checks) + "\n")
     print(f"demo finished in {time.monotonic() - started:.1f} s; the database was dropped")
 
 
