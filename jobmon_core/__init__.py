@@ -13,6 +13,8 @@ Nothing here imports Airflow; the Airflow provider lives in ``jobmon_airflow``.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .alerts import Alert
+from .checker import CheckConfig, CheckHistoryError
 from .context import Job, Step
 from .errors import (
     DatabaseError,
@@ -30,6 +32,7 @@ from .errors import (
     StepNotFoundError,
 )
 from .jobmon import Jobmon
+from .reports import JobRecord, StepRecord
 
 try:
     __version__ = version("pg-jobmon")
@@ -37,11 +40,15 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = [
+    "Alert",
+    "CheckConfig",
+    "CheckHistoryError",
     "DatabaseError",
     "InvalidArgumentError",
     "Job",
     "JobFinishedError",
     "JobNotFoundError",
+    "JobRecord",
     "Jobmon",
     "JobmonConnectionError",
     "JobmonError",
@@ -53,5 +60,6 @@ __all__ = [
     "StatusTextError",
     "Step",
     "StepNotFoundError",
+    "StepRecord",
     "__version__",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 from psycopg.sql import Identifier
 
 from . import caller, schema, validation
+from .alerts import Alert
+from .checker import CheckConfig, Checker
 from .connection import (
     DEFAULT_APPLICATION_NAME,
     DEFAULT_CONNECT_TIMEOUT,
@@ -17,6 +20,7 @@ from .connection import (
 )
 from .context import STEP_FAILED, STEP_OK, Job
 from .errors import InvalidArgumentError, JobmonConnectionError, StatusTableError
+from .reports import DEFAULT_BATCH, JobRecord, Reports, StepRecord
 from .writer import Writer
 
 DEFAULT_SCHEMA = "jobmon"
@@ -64,6 +68,8 @@ class Jobmon:
         )
         self._connection = LoggingConnection(self._target, prepare=prepare)
         self._writer = Writer(self._connection, self.schema)
+        self._checker = Checker(self._connection, self.schema)
+        self._reports = Reports(self._connection, self.schema)
         self._status_tables: set[str] = {STATUS_TABLE}
 
     def __repr__(self) -> str:
@@ -236,6 +242,84 @@ class Jobmon:
         if conn is not None:
             caller.require_connection(conn)
         return Job(self, name, conn)
+
+    # -- the checker --------------------------------------------------------------------------
+
+    def check_job_status(self, history: timedelta | None = None) -> list[Alert]:
+        """Every problem, worst first, by the schema's ``check_job_status`` (pg_jobmon 1.4's
+        rules). ``history`` is the window to look back; None means the longest active
+        threshold, else one week. A window shorter than the longest active threshold is a
+        :class:`~jobmon_core.checker.CheckHistoryError`. Healthy: one ``OK`` alert."""
+        return self._checker.check_job_status(history)
+
+    def check_summary(self, history: timedelta | None = None) -> Alert:
+        """The original one-line form: the worst code and every problem in parentheses,
+        e.g. ``(NIGHTLY LOAD: 1 CRITICAL run(s); ...)`` or ``(All jobs run successfully)``."""
+        return self._checker.check_summary(history)
+
+    def configure_check(
+        self,
+        job_name: str,
+        *,
+        warn: timedelta,
+        error: timedelta,
+        sensitivity: int = 0,
+        escalate: int | None = None,
+        active: bool = True,
+    ) -> CheckConfig:
+        """Create or replace the monitoring of ``job_name`` (upper-cased like job names):
+        MISSING after ``warn`` (WARNING) or ``error`` (CRITICAL) without a run; an alert
+        after more than ``sensitivity`` failures at one level; escalation after
+        ``escalate`` alerts at the top level. ``active=False`` mutes the job."""
+        return self._checker.configure_check(
+            job_name,
+            warn=warn,
+            error=error,
+            sensitivity=sensitivity,
+            escalate=escalate,
+            active=active,
+        )
+
+    def remove_check(self, job_name: str) -> bool:
+        """Remove a job's monitoring configuration; return whether there was one."""
+        return self._checker.remove_check(job_name)
+
+    def list_checks(self) -> list[CheckConfig]:
+        """Every ``job_check_config`` row, by job name."""
+        return self._checker.list_checks()
+
+    # -- reports and retention ----------------------------------------------------------------
+
+    def show_job(self, name: str, limit: int = 10) -> list[JobRecord]:
+        """The newest runs of the job ``name``."""
+        return self._reports.show_job(name, limit)
+
+    def show_job_like(self, pattern: str, limit: int = 10) -> list[JobRecord]:
+        """The newest runs of jobs whose name matches the POSIX regex ``pattern``,
+        case-insensitively (upstream upper-cases the pattern, which turns ``\\d`` into
+        ``\\D``; we match with ``~*`` instead)."""
+        return self._reports.show_job_like(pattern, limit)
+
+    def show_job_status(
+        self, status: str, limit: int = 10, *, name: str | None = None
+    ) -> list[JobRecord]:
+        """The newest runs with exactly this status text (of the job ``name`` if given)."""
+        return self._reports.show_job_status(status, limit, name=name)
+
+    def show_detail(self, job: int | str, jobs: int = 1) -> list[StepRecord]:
+        """The steps of a run (by job id), or of the newest ``jobs`` runs of a job name."""
+        return self._reports.show_detail(job, jobs)
+
+    def show_running(self, limit: int = 10) -> list[JobRecord]:
+        """Runs still in progress: open, and their session still connected (never a later
+        session that reused the pid)."""
+        return self._reports.show_running(limit)
+
+    def job_log_clear(self, older_than: timedelta, *, batch_size: int = DEFAULT_BATCH) -> int:
+        """Delete runs (and their steps) that started more than ``older_than`` ago, in
+        batches of ``batch_size``; the purge is logged as a job of its own. Returns the
+        number of runs deleted."""
+        return self._reports.job_log_clear(self, older_than, batch_size)
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -1,0 +1,202 @@
+"""Reports over the log (upstream's show_* functions) and retention (job_log_clear).
+
+Every report is one indexed query returning typed rows, newest first as upstream. The purge
+deletes in batches, each its own short transaction, so a large purge never holds locks long
+and never blocks the writers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.rows import class_row
+
+from . import validation
+from .connection import LoggingConnection
+from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from .jobmon import Jobmon
+
+logger = logging.getLogger("jobmon_core")
+
+DEFAULT_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One ``job_log`` row: a run of a job."""
+
+    job_id: int
+    owner: str
+    job_name: str
+    start_time: datetime
+    end_time: datetime | None
+    status: str | None
+    pid: int
+
+    @property
+    def duration(self) -> timedelta | None:
+        return None if self.end_time is None else self.end_time - self.start_time
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One ``job_detail`` row: a step of a run."""
+
+    job_id: int
+    step_id: int
+    action: str
+    start_time: datetime
+    end_time: datetime | None
+    elapsed_time: float | None
+    status: str | None
+    message: str | None
+
+
+def limit_arg(value: object, what: str = "limit") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{what} must be a positive int, not {value!r}")
+    return value
+
+
+class Reports:
+    """The show_* reports of one schema."""
+
+    def __init__(self, connection: LoggingConnection, schema: str) -> None:
+        self._connection = connection
+        self._schema = schema
+
+    def _t(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self._schema, name)
+
+    def _jobs(self, where: sql.Composable, params: dict[str, object]) -> list[JobRecord]:
+        query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY job_id DESC LIMIT %(limit)s").format(
+            self._t("job_log"), where
+        )
+
+        def read(conn: psycopg.Connection, _: bool) -> list[JobRecord]:
+            with conn.cursor(row_factory=class_row(JobRecord)) as cur:
+                try:
+                    return cur.execute(query, params).fetchall()
+                except pg_errors.InvalidRegularExpression as exc:
+                    raise InvalidArgumentError(
+                        f"pattern is not a valid POSIX regular expression: "
+                        f"{exc.diag.message_primary}"
+                    ) from None
+
+        return self._connection.run(read)
+
+    def show_job(self, name: str, limit: int = 10) -> list[JobRecord]:
+        validation.name(name)
+        return self._jobs(
+            sql.SQL("job_name = upper(%(name)s)"), {"name": name, "limit": limit_arg(limit)}
+        )
+
+    def show_job_like(self, pattern: str, limit: int = 10) -> list[JobRecord]:
+        validation.text(pattern, "pattern", allow_empty=False)
+        return self._jobs(
+            sql.SQL("job_name ~* %(pattern)s"), {"pattern": pattern, "limit": limit_arg(limit)}
+        )
+
+    def show_job_status(
+        self, status: str, limit: int = 10, *, name: str | None = None
+    ) -> list[JobRecord]:
+        validation.text(status, "status", allow_empty=False)
+        params: dict[str, object] = {"status": status, "limit": limit_arg(limit)}
+        if name is None:
+            return self._jobs(sql.SQL("status = %(status)s"), params)
+        validation.name(name)
+        params["name"] = name
+        return self._jobs(sql.SQL("job_name = upper(%(name)s) AND status = %(status)s"), params)
+
+    def show_detail(self, job: int | str, jobs: int = 1) -> list[StepRecord]:
+        """The steps of job ``job`` (an id), or of the newest ``jobs`` runs of the job named
+        ``job``: runs newest first, steps of each run in order."""
+        if isinstance(job, str):
+            validation.name(job)
+            query = sql.SQL(
+                "SELECT d.* FROM (SELECT job_id FROM {job_log} WHERE job_name = upper(%(name)s)"
+                " ORDER BY job_id DESC LIMIT %(jobs)s) AS j"
+                " JOIN {job_detail} AS d ON d.job_id = j.job_id"
+                " ORDER BY d.job_id DESC, d.step_id"
+            ).format(job_log=self._t("job_log"), job_detail=self._t("job_detail"))
+            params: dict[str, object] = {"name": job, "jobs": limit_arg(jobs, "jobs")}
+        else:
+            validation.ident(job, "job_id")
+            query = sql.SQL("SELECT * FROM {} WHERE job_id = %(job_id)s ORDER BY step_id").format(
+                self._t("job_detail")
+            )
+            params = {"job_id": job}
+
+        def read(conn: psycopg.Connection, _: bool) -> list[StepRecord]:
+            with conn.cursor(row_factory=class_row(StepRecord)) as cur:
+                return cur.execute(query, params).fetchall()
+
+        return self._connection.run(read)
+
+    def show_running(self, limit: int = 10) -> list[JobRecord]:
+        """Open runs whose session is still connected. A session that started after the run
+        did not start it (its pid was reused), so it is not reported."""
+        query = sql.SQL(
+            "SELECT j.* FROM {job_log} AS j"
+            " JOIN pg_catalog.pg_stat_activity AS a ON a.pid = j.pid"
+            "  AND (a.backend_start IS NULL OR a.backend_start <= j.start_time)"
+            " WHERE j.end_time IS NULL AND j.status IS NULL"
+            " ORDER BY j.job_id DESC LIMIT %(limit)s"
+        ).format(job_log=self._t("job_log"))
+        params = {"limit": limit_arg(limit)}
+
+        def read(conn: psycopg.Connection, _: bool) -> list[JobRecord]:
+            with conn.cursor(row_factory=class_row(JobRecord)) as cur:
+                return cur.execute(query, params).fetchall()
+
+        return self._connection.run(read)
+
+    def job_log_clear(self, jobmon: Jobmon, older_than: timedelta, batch_size: int) -> int:
+        """Delete runs that started more than ``older_than`` ago (their steps go with them),
+        logged as a job of its own, as upstream; return the number of runs deleted."""
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidArgumentError("older_than must be a datetime.timedelta of zero or more")
+        batch_size = limit_arg(batch_size, "batch_size")
+        boundary, boundary_text = self._connection.run(
+            lambda conn, _: conn.execute(
+                "SELECT now() - %s, (now() - %s)::text", [older_than, older_than]
+            ).fetchone()
+        )
+        title = f"Purging pg_jobmon job logs older than {boundary_text}"
+        job_id = jobmon.add_job(title)
+        step_id: int | None = None
+        delete = sql.SQL(
+            "DELETE FROM {job_log} WHERE job_id IN (SELECT job_id FROM {job_log}"
+            " WHERE start_time <= %(boundary)s AND job_id <> %(own)s LIMIT %(batch)s)"
+        ).format(job_log=self._t("job_log"))
+        params = {"boundary": boundary, "own": job_id, "batch": batch_size}
+        try:
+            step_id = jobmon.add_step(job_id, title)
+            deleted = 0
+            while True:
+                batch = self._connection.run(lambda conn, _: conn.execute(delete, params).rowcount)
+                deleted += batch
+                if batch < batch_size:
+                    break
+            if deleted:
+                message = f"Deleted {deleted} rows from job_log and associated rows in job_detail"
+            else:
+                message = f"No jobs logged older than {boundary_text}"
+            logger.info(message)
+            jobmon.update_step(step_id, "OK", message)
+            jobmon.close_job(job_id)
+            return deleted
+        except Exception as exc:
+            if step_id is None:
+                step_id = jobmon.add_step(job_id, "EXCEPTION before first step logged")
+            jobmon.update_step(step_id, "CRITICAL", f"ERROR: {exc}")
+            jobmon.fail_job(job_id)
+            raise
