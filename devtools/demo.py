@@ -10,22 +10,12 @@ left, while every step of the failed run is in ``job_log`` and ``job_detail``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import psycopg
 
 from devtools import pg
 from jobmon_core import Jobmon
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain aligned text table."""
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(row.rstrip() for row in out)
+from jobmon_core.text import table
 
 
 def nightly_load(jm: Jobmon, work: psycopg.Connection, *, bad_row: bool) -> None:

@@ -62,10 +62,10 @@ class ConnectionTarget:
     secrets: tuple[str, ...]
 
     def redact(self, text: str) -> str:
-        """Return ``text`` with every known secret replaced by asterisks."""
+        """``text`` on one line (libpq's messages span several), every secret replaced."""
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        return " ".join(text.split())
 
 
 def resolve_target(
