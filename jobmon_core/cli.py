@@ -8,13 +8,16 @@ CRITICAL and 3 (UNKNOWN) whenever it could not check, bad arguments included.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -23,6 +26,8 @@ from .alerts import Alert, worst
 from .durations import format_duration, parse_duration
 from .errors import JobmonError
 from .jobmon import Jobmon
+from .notifiers.webhook import ENV_VAR, WebhookNotifier
+from .plugins import new_plugin_manager
 from .reports import JobRecord
 from .text import table
 
@@ -31,6 +36,7 @@ examples:
   jobmon install                                  create or upgrade the schema
   jobmon check                                    Nagios/Icinga check (exit 0/1/2/3)
   jobmon check --history 3d --format json         the alerts as JSON
+  jobmon check --notify --webhook-url URL         POST to URL when a job's level changes
   jobmon jobs --name 'nightly load' --limit 5     the newest runs of a job
   jobmon jobs --running                           runs in progress
   jobmon steps 42                                 the steps of run 42
@@ -98,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=["nagios", "json"], default="nagios")
     check.add_argument(
         "-t", "--timeout", type=_positive_int, default=10, help="give up after N s (default 10)"
+    )
+    check.add_argument(
+        "--notify",
+        action="store_true",
+        help="tell the notifier plugins (the webhook, pg_jobmon entry points) about jobs whose "
+        "alert level changed since the last --notify run",
+    )
+    check.add_argument(
+        "--webhook-url", default=os.environ.get(ENV_VAR), help=f"with --notify (default ${ENV_VAR})"
+    )
+    check.add_argument(
+        "--state-file", type=Path, help="with --notify: where the last levels are kept"
     )
 
     jobs = commands.add_parser("jobs", help="list runs, newest first")
@@ -308,7 +326,11 @@ def _unknown(reason: str, fmt: str) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    jm: Jobmon | None = None
+
     def give_up(signum: int, frame: FrameType | None) -> None:
+        if jm is not None:
+            jm.cancel()  # do not leave the query waiting in the server
         _unknown(f"check timed out after {args.timeout} s", args.format)
         sys.stdout.flush()
         os._exit(nagios.UNKNOWN_EXIT)
@@ -317,10 +339,25 @@ def _check(args: argparse.Namespace) -> int:
     signal.alarm(args.timeout)
     started = time.monotonic()
     try:
-        jm = Jobmon(args.dsn, schema=args.schema, connect_timeout=max(1, args.timeout - 1))
+        plugins = new_plugin_manager(load_entry_points=args.notify)
+        if args.notify and args.webhook_url:
+            plugins.register(WebhookNotifier(args.webhook_url), "webhook")
+        if args.notify and not plugins.hook.jobmon_alerts_found.get_hookimpls():
+            raise UsageError(f"--notify needs --webhook-url, ${ENV_VAR} or a pg_jobmon plugin")
+        jm = Jobmon(
+            args.dsn,
+            schema=args.schema,
+            connect_timeout=max(1, args.timeout - 1),
+            plugins=plugins,
+        )
+        state_file = args.state_file or _default_state_file(jm)
+        if args.notify:
+            jm.alert_state = _load_state(state_file)
         alerts = jm.check_job_status(args.history)
+        if args.notify:
+            _save_state(state_file, jm.alert_state)
         jm.close()
-    except JobmonError as exc:
+    except (JobmonError, UsageError) as exc:
         return _unknown(str(exc), args.format)
     finally:
         signal.alarm(0)
@@ -331,11 +368,42 @@ def _check(args: argparse.Namespace) -> int:
     return code
 
 
+def _default_state_file(jm: Jobmon) -> Path:
+    """One state file per database and schema, under $XDG_STATE_HOME (~/.local/state)."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    key = hashlib.sha256(f"{jm!r}".encode()).hexdigest()[:16]
+    return base / "pg-jobmon" / f"check-{key}.json"
+
+
+def _load_state(path: Path) -> dict[str, int]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the --notify state file {path}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+        raise UsageError(f"the --notify state file {path} is not a jobmon state file")
+    return data
+
+
+def _save_state(path: Path, state: dict[str, int]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, sort_keys=True))
+        temporary.replace(path)  # atomic: a concurrent check never reads half a file
+    except OSError as exc:
+        raise UsageError(f"cannot write the --notify state file {path}: {exc}") from None
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not logging.getLogger().handlers:  # plugin failures and warnings go to stderr
+        logging.basicConfig(level=logging.WARNING, format="jobmon: %(message)s")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

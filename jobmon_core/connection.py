@@ -231,6 +231,16 @@ class LoggingConnection:
                 self._conn.close()
                 self._conn = None
 
+    def cancel(self) -> None:
+        """Ask the server to cancel the running statement (safe from a signal handler or
+        another thread; does not wait for our lock)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.cancel_safe(timeout=2)
+            except Exception:
+                logger.debug("could not cancel the jobmon statement", exc_info=True)
+
     @property
     def backend_pid(self) -> int | None:
         """The server pid of the current session, or None when not connected."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pluggy
 import psycopg
 from psycopg.sql import Identifier
 
@@ -20,6 +21,7 @@ from .connection import (
 )
 from .context import STEP_FAILED, STEP_OK, Job
 from .errors import InvalidArgumentError, JobmonConnectionError, StatusTableError
+from .plugins import PluginCaller, alert_state, diff_alerts, get_plugin_manager
 from .reports import DEFAULT_BATCH, JobRecord, Reports, StepRecord
 from .writer import Writer
 
@@ -46,6 +48,9 @@ class Jobmon:
 
     The object is cheap: nothing connects until the first call. One instance may be shared
     by all threads of a process, and survives ``fork()``.
+
+    ``plugins`` is the pluggy manager whose plugins hear about jobs, steps and checks
+    (default: the process-wide one, with the ``pg_jobmon`` entry points loaded).
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class Jobmon:
         application_name: str = DEFAULT_APPLICATION_NAME,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
         prepare: bool = True,
+        plugins: pluggy.PluginManager | None = None,
     ) -> None:
         self.schema = _identifier(schema, "schema")
         validation.text(application_name, "application_name")
@@ -71,11 +77,22 @@ class Jobmon:
         self._checker = Checker(self._connection, self.schema)
         self._reports = Reports(self._connection, self.schema)
         self._status_tables: set[str] = {STATUS_TABLE}
+        self.plugins = plugins if plugins is not None else get_plugin_manager()
+        self._hooks = PluginCaller(self.plugins, self.schema)
+        self.alert_state: dict[str, int] = {}
+        """Worst code per job name at the last check: what the next check's changes
+        (the ``jobmon_alerts_found`` hook) are measured against. Restore it to carry the
+        state across processes, as ``jobmon check --notify`` does with its state file."""
 
     def __repr__(self) -> str:
         return f"Jobmon(dsn={self._target.display!r}, schema={self.schema!r})"
 
     # -- life cycle ---------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel the statement the logging connection is running now, if any (for
+        timeouts: a check that gives up must not leave its query waiting in the server)."""
+        self._connection.cancel()
 
     def close(self) -> None:
         """Close the logging connection (a later call opens a new one)."""
@@ -124,7 +141,9 @@ class Jobmon:
         pid: int | None = None
         if conn is not None:
             owner, pid = caller.identity(caller.require_connection(conn))
-        return self._writer.add_job(name, owner=owner, pid=pid)
+        job_id = self._writer.add_job(name, owner=owner, pid=pid)
+        self._hooks.job_started(job_id, name)
+        return job_id
 
     def add_step(self, job_id: int, action: str) -> int:
         """Add a step to a job; return its ``step_id``."""
@@ -138,17 +157,20 @@ class Jobmon:
         validation.text(status, "status")
         validation.text(message, "message", allow_none=True)
         self._writer.update_step(step_id, status, message)
+        self._hooks.step_finished(step_id, status, message)
 
     def close_job(self, job_id: int, *, status_table: str | None = None) -> None:
         """Finish a job successfully (the status text of alert code 1)."""
         validation.ident(job_id, "job_id")
-        self._writer.finish_job(job_id, 1, self._status_table(status_table))
+        status = self._writer.finish_job(job_id, 1, self._status_table(status_table))
+        self._hooks.job_finished(job_id, status, 1)
 
     def fail_job(self, job_id: int, level: int = 3, *, status_table: str | None = None) -> None:
         """Finish a job unsuccessfully at alert ``level`` (3 CRITICAL by default)."""
         validation.ident(job_id, "job_id")
         validation.level(level)
-        self._writer.finish_job(job_id, level, self._status_table(status_table))
+        status = self._writer.finish_job(job_id, level, self._status_table(status_table))
+        self._hooks.job_finished(job_id, status, level)
 
     def cancel_job(self, job_id: int, *, status_table: str | None = None) -> bool:
         """Cancel a running job from outside it: signal its backend, log it as failed.
@@ -160,7 +182,9 @@ class Jobmon:
         orphaned job (its process died) is closed.
         """
         validation.ident(job_id, "job_id")
-        return self._writer.cancel_job(job_id, self._status_table(status_table))
+        signalled, status = self._writer.cancel_job(job_id, self._status_table(status_table))
+        self._hooks.job_finished(job_id, status, 3)
+        return signalled
 
     def sql_step(
         self,
@@ -249,8 +273,15 @@ class Jobmon:
         """Every problem, worst first, by the schema's ``check_job_status`` (pg_jobmon 1.4's
         rules). ``history`` is the window to look back; None means the longest active
         threshold, else one week. A window shorter than the longest active threshold is a
-        :class:`~jobmon_core.checker.CheckHistoryError`. Healthy: one ``OK`` alert."""
-        return self._checker.check_job_status(history)
+        :class:`~jobmon_core.checker.CheckHistoryError`. Healthy: one ``OK`` alert.
+
+        Plugins hear the alerts, with the flips since :attr:`alert_state`, which is then
+        updated, unless a plugin failed: then the same flips are reported next time."""
+        alerts = self._checker.check_job_status(history)
+        changes = diff_alerts(self.alert_state, alerts)
+        if self._hooks.alerts_found(alerts, changes):
+            self.alert_state = alert_state(alerts)
+        return alerts
 
     def check_summary(self, history: timedelta | None = None) -> Alert:
         """The original one-line form: the worst code and every problem in parentheses,

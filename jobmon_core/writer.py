@@ -243,15 +243,15 @@ class Writer:
 
         return self._connection.run(write)
 
-    def cancel_job(self, job_id: int, status_table: sql.Identifier) -> bool:
+    def cancel_job(self, job_id: int, status_table: sql.Identifier) -> tuple[bool, str]:
         """Fail an open job as manually cancelled; signal its backend if it is still the one
-        that started the job. Return whether a backend was signalled."""
+        that started the job. Return whether a backend was signalled, and the status set."""
         params = {"job_id": job_id, "level": 3, "schema": self._sql.schema}
         target = self._sql.cancel_target()
         status_text = self._sql.status_text(status_table)
         finish = self._sql.finish_job(status_table)
 
-        def write(conn: psycopg.Connection, retrying: bool) -> bool:
+        def write(conn: psycopg.Connection, retrying: bool) -> tuple[bool, str]:
             with conn.transaction():
                 row = conn.execute(target, params).fetchone()
                 if row is None:
@@ -262,7 +262,7 @@ class Writer:
                     raise StatusTextError(self._no_text(3, status_table))
                 if end_time is not None:
                     if retrying and status == text[0]:
-                        return True  # our first attempt landed before the connection broke
+                        return True, status  # our first attempt landed before the break
                     raise JobFinishedError(
                         f"job {job_id} already finished at {end_time} with status {status!r}; "
                         "not cancelled"
@@ -274,7 +274,7 @@ class Writer:
                     )
                 conn.execute(self._sql.cancel_step(), {**params, "status": text[0]})
                 conn.execute(finish, params)
-                return signalled
+                return signalled, text[0]
 
         return self._connection.run(write)
 

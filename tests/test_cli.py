@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -149,7 +150,17 @@ def test_check_times_out_as_unknown_as_a_real_process(dsn, jm):
             )
         )
         result = process("--dsn", dsn, "--schema", jm.schema, "check", "--timeout", "2")
+        # the check cancelled its statement: nothing of it is left waiting for the lock
+        for _ in range(20):
+            waiting = holder.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            ).fetchone()
+            if waiting == (0,):
+                break
+            time.sleep(0.05)
         holder.rollback()
+    assert waiting == (0,)
     assert result.returncode == 3
     assert result.stdout.strip() == "JOBMON UNKNOWN - check timed out after 2 s"
 
