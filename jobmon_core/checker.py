@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, tuple_row
 
 from . import validation
 from .alerts import Alert
@@ -62,17 +63,20 @@ class Checker:
     def _fn(self, name: str) -> sql.Identifier:
         return sql.Identifier(self._schema, name)
 
-    def check_job_status(self, history: timedelta | None = None) -> list[Alert]:
+    def _run_check(
+        self, function: str, history: timedelta | None, columns: str, row_factory: Any
+    ) -> list[Any]:
+        """Call a check function, with the window or without (its default window)."""
         history = history_interval(history)
-        if history is None:
-            query = sql.SQL("SELECT * FROM {}()").format(self._fn("check_job_status"))
-        else:
-            query = sql.SQL("SELECT * FROM {}(%s)").format(self._fn("check_job_status"))
+        arguments = sql.SQL("()") if history is None else sql.SQL("(%s)")
+        query = sql.SQL("SELECT {} FROM {}{}").format(
+            sql.SQL(columns), self._fn(function), arguments
+        )
         params = None if history is None else [history]
 
-        def check(conn: psycopg.Connection, _: bool) -> list[Alert]:
+        def check(conn: psycopg.Connection, _: bool) -> list[Any]:
             try:
-                with conn.cursor(row_factory=class_row(Alert)) as cur:
+                with conn.cursor(row_factory=row_factory) as cur:
                     return cur.execute(query, params).fetchall()
             except pg_errors.InvalidParameterValue as exc:
                 hint = exc.diag.message_hint or ""
@@ -80,24 +84,14 @@ class Checker:
 
         return self._connection.run(check)
 
+    def check_job_status(self, history: timedelta | None = None) -> list[Alert]:
+        return self._run_check("check_job_status", history, "*", class_row(Alert))
+
     def check_summary(self, history: timedelta | None = None) -> Alert:
-        history = history_interval(history)
-        fn = self._fn("check_job_summary")
-        if history is None:
-            query = sql.SQL("SELECT alert_code, alert_text FROM {}()").format(fn)
-        else:
-            query = sql.SQL("SELECT alert_code, alert_text FROM {}(%s)").format(fn)
-        params = None if history is None else [history]
-
-        def check(conn: psycopg.Connection, _: bool) -> Alert:
-            try:
-                code, text = conn.execute(query, params).fetchone()  # type: ignore[misc]
-            except pg_errors.InvalidParameterValue as exc:
-                hint = exc.diag.message_hint or ""
-                raise CheckHistoryError(f"{exc.diag.message_primary} ({history}). {hint}") from None
-            return Alert(alert_code=code, alert_status=None, job_name=None, alert_text=text)
-
-        return self._connection.run(check)
+        ((code, text),) = self._run_check(
+            "check_job_summary", history, "alert_code, alert_text", tuple_row
+        )
+        return Alert(alert_code=code, alert_status=None, job_name=None, alert_text=text)
 
     def configure_check(
         self,

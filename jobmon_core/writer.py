@@ -156,15 +156,17 @@ class Writer:
 
     def _take_job_id(self, conn: psycopg.Connection) -> int:
         value, self._next_job_id = self._fresh(self._next_job_id), None
-        if value is None:
-            value = conn.execute(self._sql.next_job_id).fetchone()[0]  # type: ignore[index]
-        return value
+        return value if value is not None else self._nextval(conn, self._sql.next_job_id)
 
     def _take_step_id(self, conn: psycopg.Connection) -> int:
         value, self._next_step_id = self._fresh(self._next_step_id), None
-        if value is None:
-            value = conn.execute(self._sql.next_step_id).fetchone()[0]  # type: ignore[index]
-        return value
+        return value if value is not None else self._nextval(conn, self._sql.next_step_id)
+
+    @staticmethod
+    def _nextval(conn: psycopg.Connection, statement: sql.Composable) -> int:
+        row = conn.execute(statement).fetchone()
+        assert row is not None
+        return row[0]
 
     # -- writes -------------------------------------------------------------------------------
 
