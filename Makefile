@@ -27,7 +27,7 @@ $(UV):
 	.uv/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --locked --compile-bytecode --quiet
+	$(UV) sync --locked --extra airflow --compile-bytecode --quiet
 	touch $@
 
 clean:

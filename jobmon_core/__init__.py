@@ -14,7 +14,7 @@ Nothing here imports Airflow; the Airflow provider lives in ``jobmon_airflow``.
 from importlib.metadata import PackageNotFoundError, version
 
 from .alerts import Alert
-from .checker import CheckConfig, CheckHistoryError
+from .checker import CheckConfig, CheckHistoryError, RunState
 from .context import Job, Step
 from .errors import (
     DatabaseError,
@@ -54,6 +54,7 @@ __all__ = [
     "JobmonError",
     "JobmonPermissionError",
     "NotFoundError",
+    "RunState",
     "SchemaError",
     "SchemaNotInstalledError",
     "StatusTableError",

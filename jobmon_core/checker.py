@@ -8,7 +8,7 @@ turns rows into :class:`Alert` objects and validates configuration before writin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -53,6 +53,65 @@ def history_interval(history: object, what: str = "history") -> timedelta | None
     return history
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where the latest run of a job since a moment stands, for sensors that wait for it.
+
+    ``state`` is ``waiting`` (no run started since then), ``running``, ``succeeded``
+    (finished with the text of alert code 1) or ``failed`` (any other finish).
+    """
+
+    state: str
+    job_id: int | None = None
+    status: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple | None) -> RunState:
+        if row is None:
+            return cls("waiting")
+        job_id, start_time, end_time, status, code = row
+        state = "running" if end_time is None else "succeeded" if code == 1 else "failed"
+        return cls(state, job_id, status, start_time, end_time)
+
+
+def check_statement(
+    schema: str, function: str, history: timedelta | None, columns: str = "*"
+) -> tuple[sql.Composed, list[timedelta] | None]:
+    """The call of a check function, with the window or without (its default window)."""
+    history = history_interval(history)
+    arguments = sql.SQL("()") if history is None else sql.SQL("(%s)")
+    query = sql.SQL("SELECT {} FROM {}{}").format(
+        sql.SQL(columns), sql.Identifier(schema, function), arguments
+    )
+    return query, None if history is None else [history]
+
+
+def run_state_statement(
+    schema: str, job_name: str, since: datetime
+) -> tuple[sql.Composed, dict[str, object]]:
+    """The latest run of ``job_name`` started at or after ``since``, with its alert code."""
+    validation.name(job_name)
+    if not isinstance(since, datetime) or since.tzinfo is None:
+        raise InvalidArgumentError("since must be a timezone-aware datetime")
+    query = sql.SQL(
+        "SELECT j.job_id, j.start_time, j.end_time, j.status, t.alert_code FROM {job_log} j"
+        " LEFT JOIN LATERAL (SELECT alert_code FROM {texts} WHERE alert_text = j.status"
+        "  ORDER BY alert_code LIMIT 1) t ON true"
+        " WHERE j.job_name = upper(%(name)s) AND j.start_time >= %(since)s"
+        " ORDER BY j.start_time DESC, j.job_id DESC LIMIT 1"
+    ).format(
+        job_log=sql.Identifier(schema, "job_log"), texts=sql.Identifier(schema, "job_status_text")
+    )
+    return query, {"name": job_name, "since": since}
+
+
+def history_error(exc: pg_errors.InvalidParameterValue, history: object) -> CheckHistoryError:
+    hint = exc.diag.message_hint or ""
+    return CheckHistoryError(f"{exc.diag.message_primary} ({history}). {hint}")
+
+
 class Checker:
     """``check_job_status`` and ``job_check_config`` of one schema."""
 
@@ -66,23 +125,22 @@ class Checker:
     def _run_check(
         self, function: str, history: timedelta | None, columns: str, row_factory: Any
     ) -> list[Any]:
-        """Call a check function, with the window or without (its default window)."""
-        history = history_interval(history)
-        arguments = sql.SQL("()") if history is None else sql.SQL("(%s)")
-        query = sql.SQL("SELECT {} FROM {}{}").format(
-            sql.SQL(columns), self._fn(function), arguments
-        )
-        params = None if history is None else [history]
+        query, params = check_statement(self._schema, function, history, columns)
 
         def check(conn: psycopg.Connection, _: bool) -> list[Any]:
             try:
                 with conn.cursor(row_factory=row_factory) as cur:
                     return cur.execute(query, params).fetchall()
             except pg_errors.InvalidParameterValue as exc:
-                hint = exc.diag.message_hint or ""
-                raise CheckHistoryError(f"{exc.diag.message_primary} ({history}). {hint}") from None
+                raise history_error(exc, history) from None
 
         return self._connection.run(check)
+
+    def run_state(self, job_name: str, since: datetime) -> RunState:
+        query, params = run_state_statement(self._schema, job_name, since)
+        return self._connection.run(
+            lambda conn, _: RunState.from_row(conn.execute(query, params).fetchone())
+        )
 
     def check_job_status(self, history: timedelta | None = None) -> list[Alert]:
         return self._run_check("check_job_status", history, "*", class_row(Alert))

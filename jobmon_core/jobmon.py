@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pluggy
@@ -11,10 +11,11 @@ from psycopg.sql import Identifier
 
 from . import caller, schema, validation
 from .alerts import Alert
-from .checker import CheckConfig, Checker
+from .checker import CheckConfig, Checker, RunState
 from .connection import (
     DEFAULT_APPLICATION_NAME,
     DEFAULT_CONNECT_TIMEOUT,
+    ConnectionTarget,
     LoggingConnection,
     resolve_target,
     translate_error,
@@ -310,6 +311,16 @@ class Jobmon:
             escalate=escalate,
             active=active,
         )
+
+    def run_state(self, job_name: str, since: datetime) -> RunState:
+        """Where the latest run of ``job_name`` started at or after ``since`` stands:
+        waiting (none yet), running, succeeded or failed. For sensors that wait on a job."""
+        return self._checker.run_state(job_name, since)
+
+    @property
+    def target(self) -> ConnectionTarget:
+        """The parsed connection string (``display`` and ``redact`` are password-free)."""
+        return self._target
 
     def remove_check(self, job_name: str) -> bool:
         """Remove a job's monitoring configuration; return whether there was one."""

@@ -1,0 +1,69 @@
+"""Small conversions shared by the operators, the sensor and the trigger."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobmon_core import Alert, InvalidArgumentError
+from jobmon_core.durations import parse_duration
+from jobmon_core.text import table
+
+
+def as_history(value: Any) -> timedelta | None:
+    """A templated window: a timedelta, a string such as ``"3 days"`` or ``"72h"``, or None."""
+    if value is None or value == "" or isinstance(value, timedelta):
+        return value or None
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise InvalidArgumentError(
+        f"history must be a timedelta or a string like '3 days', not {value!r}"
+    )
+
+
+def as_datetime(value: Any) -> datetime:
+    """A templated moment: a datetime or an ISO 8601 string (time zone required)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidArgumentError(f"since must be a timezone-aware datetime, not {value!r}")
+    return value
+
+
+def alerts_table(alerts: list[Alert]) -> str:
+    return table(
+        ["code", "status", "job_name", "text"],
+        [(a.alert_code, a.alert_status, a.job_name, a.alert_text) for a in alerts],
+    )
+
+
+def problems_text(alerts: list[Alert]) -> str:
+    return "; ".join(
+        f"{a.job_name} ({a.alert_status}, code {a.alert_code}): {a.alert_text}" for a in alerts
+    )
+
+
+def failing(alerts: list[Alert], fail_level: int) -> list[Alert]:
+    return [a for a in alerts if a.job_name is not None and a.alert_code >= fail_level]
+
+
+def check_fail_level(fail_level: Any) -> int:
+    if isinstance(fail_level, bool) or not isinstance(fail_level, int) or fail_level < 2:
+        raise InvalidArgumentError(f"fail_level must be an int of 2 or more, not {fail_level!r}")
+    return fail_level
+
+
+def since_of(context: Any) -> datetime:
+    """The start of the data interval, else the logical date, else when the run started."""
+    for key in ("data_interval_start", "logical_date"):
+        value = context.get(key)
+        if value is not None:
+            return value
+    dag_run = context.get("dag_run")
+    for attr in ("run_after", "start_date"):
+        value = getattr(dag_run, attr, None)
+        if value is not None:
+            return value
+    raise InvalidArgumentError("since was not given and the DAG run has no start to use")

@@ -1,0 +1,269 @@
+"""The Airflow provider, run for real with dag.test(): hook, check operator, sensor, SQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from .conftest import airflow_connection, load_dag_module, task_states
+
+SECRET = "Airflow-S3cret-pw"
+
+
+@pytest.fixture(scope="module")
+def check_dags():
+    return load_dag_module("provider_check")
+
+
+def fail_times(jm, name: str, times: int, level: int = 3) -> None:
+    for _ in range(times):
+        jm.fail_job(jm.add_job(name), level)
+
+
+# -- registration ---------------------------------------------------------------------------
+
+
+def test_the_provider_is_registered_with_airflow(airflow_db):
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "pg-jobmon" in manager.providers
+    hook = manager.hooks["jobmon"]
+    assert hook.hook_class_name == "jobmon_airflow.hooks.jobmon.JobmonHook"
+    assert hook.connection_id_attribute_name == "jobmon_conn_id"
+
+
+def test_airflow_cli_lists_the_provider_and_the_connection_type(airflow_db):
+    airflow = str(__import__("pathlib").Path(sys.executable).with_name("airflow"))
+    listed = subprocess.run(
+        [airflow, "providers", "list"], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "pg-jobmon" in listed.stdout
+    hooks = subprocess.run(
+        [airflow, "providers", "hooks"], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "jobmon_airflow.hooks.jobmon.JobmonHook" in hooks.stdout
+
+
+# -- the hook -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conn_type", ["jobmon", "postgres"])
+def test_the_hook_reads_json_connections_of_both_types(dsn, jm, monkeypatch, airflow_db, conn_type):
+    from jobmon_airflow.hooks.jobmon import JobmonHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_MINE", airflow_connection(dsn, jm.schema, conn_type))
+    hook = JobmonHook("mine")
+    assert hook.test_connection() == (
+        True,
+        f"Connection successfully tested: jobmon schema version {jm.schema_version()}",
+    )
+    job = hook.add_job("through the hook")  # the Jobmon methods, for custom operators
+    assert hook.get_jobmon().show_job("through the hook")[0].job_id == job
+
+
+def test_the_hook_reads_uri_connections(dsn, jm, monkeypatch, airflow_db):
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from jobmon_airflow.hooks.jobmon import JobmonHook
+
+    p = conninfo_to_dict(dsn)
+    host = p["host"]
+    if host.startswith("/"):
+        # a Unix socket directory is the URL-encoded host
+        socket_dir = quote(host, safe="")
+        uri = f"postgresql://{p['user']}@{socket_dir}/{p['dbname']}?jobmon_schema={jm.schema}"
+    else:
+        uri = (
+            f"postgresql://{p['user']}:{p.get('password', '')}@{host}:{p.get('port', 5432)}"
+            f"/{p['dbname']}?jobmon_schema={jm.schema}&connect_timeout=4"
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_URI_CONN", uri)
+    ok, message = JobmonHook("uri_conn").test_connection()
+    assert ok, message
+
+
+def test_the_hook_says_when_the_schema_is_missing(dsn, jm, monkeypatch, airflow_db):
+    from jobmon_airflow.hooks.jobmon import JobmonHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_NO_SCHEMA", airflow_connection(dsn, "not_installed"))
+    ok, message = JobmonHook("no_schema").test_connection()
+    assert not ok
+    assert "run `jobmon install`" in message
+
+
+def test_unreachable_and_missing_connections_are_clear_and_secret(monkeypatch, airflow_db, caplog):
+    import json
+
+    from jobmon_airflow.hooks.jobmon import JobmonHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOWN",
+        json.dumps(
+            {
+                "conn_type": "jobmon",
+                "host": "127.0.0.1",
+                "port": 1,
+                "login": "u",
+                "password": SECRET,
+                "schema": "db",
+            }
+        ),
+    )
+    ok, message = JobmonHook("down").test_connection()
+    assert not ok
+    assert "cannot connect to the jobmon database" in message
+    assert SECRET not in message + caplog.text
+    ok, message = JobmonHook("no_such_connection").test_connection()
+    assert not ok
+    assert "no_such_connection" in message
+
+
+def test_other_connection_types_are_refused(monkeypatch, airflow_db):
+    import json
+
+    from jobmon_airflow.hooks.jobmon import JobmonHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_HTTPISH", json.dumps({"conn_type": "http", "host": "x"}))
+    ok, message = JobmonHook("httpish").test_connection()
+    assert not ok
+    assert "needs a 'jobmon' or 'postgres' connection" in message
+
+
+# -- JobmonCheckOperator --------------------------------------------------------------------
+
+
+def test_the_monitoring_dag_passes_on_a_healthy_log(jobmon_conn, check_dags):
+    run = check_dags.check_dag.test()
+    assert run.state == "success"
+
+
+def test_the_monitoring_dag_fails_on_critical_without_retries(jobmon_conn, jm, check_dags):
+    fail_times(jm, "broken", 3)
+    run = check_dags.check_dag.test(run_conf={"history": "3 days"})
+    assert run.state == "failed"
+    (ti,) = run.get_task_instances()
+    assert ti.try_number == 1
+
+
+def test_warnings_pass_unless_fail_level_is_2(jobmon_conn, jm, check_dags):
+    fail_times(jm, "shaky", 3, level=2)
+    assert check_dags.check_dag.test().state == "success"
+    assert check_dags.warn_dag.test().state == "failed"
+
+
+def test_custom_codes_fail_the_monitoring_dag(jobmon_conn, jm, rows, check_dags):
+    rows.execute("INSERT INTO job_status_text VALUES (4, 'PAGE')")
+    fail_times(jm, "pager", 3, level=4)
+    assert check_dags.check_dag.test().state == "failed"
+
+
+# -- JobmonCheckSensor ----------------------------------------------------------------------
+
+
+def test_the_sensor_succeeds_on_ok_and_fails_at_once_on_critical(jobmon_conn, jm, check_dags):
+    assert check_dags.sensor_dag.test().state == "success"
+    fail_times(jm, "broken", 3)
+    started = time.monotonic()
+    assert check_dags.sensor_dag.test().state == "failed"
+    assert time.monotonic() - started < 15  # failed at once, not after the 20 s timeout
+
+
+def _finish_later(jm, seconds: float, *, ok: bool) -> threading.Thread:
+    def run() -> None:
+        job = jm.add_job("nightly load")
+        time.sleep(seconds)
+        if ok:
+            jm.close_job(job)
+        else:
+            jm.fail_job(job)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("dag_name", ["job_dag", "res_dag", "defer_dag"])
+def test_the_sensor_waits_for_a_job_run_to_succeed(jobmon_conn, dsn, jm, check_dags, dag_name):
+    from jobmon_core import Jobmon
+
+    other = Jobmon(dsn, schema=jm.schema)
+    since = datetime.now(UTC).isoformat()
+    thread = _finish_later(other, 2.0, ok=True)
+    run = getattr(check_dags, dag_name).test(run_conf={"since": since})
+    thread.join()
+    other.close()
+    assert run.state == "success", task_states(run)
+
+
+@pytest.mark.parametrize("dag_name", ["job_dag", "defer_dag"])
+def test_the_sensor_fails_when_the_job_run_fails(jobmon_conn, dsn, jm, check_dags, dag_name):
+    from jobmon_core import Jobmon
+
+    other = Jobmon(dsn, schema=jm.schema)
+    since = datetime.now(UTC).isoformat()
+    thread = _finish_later(other, 1.0, ok=False)
+    run = getattr(check_dags, dag_name).test(run_conf={"since": since})
+    thread.join()
+    other.close()
+    assert run.state == "failed"
+
+
+def test_the_sensor_ignores_runs_before_since(jobmon_conn, jm, check_dags):
+    jm.close_job(jm.add_job("nightly load"))
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    time.sleep(1.1)
+    thread = _finish_later(jm, 1.0, ok=False)
+    run = check_dags.job_dag.test(run_conf={"since": later})
+    thread.join()
+    assert run.state == "failed"  # the earlier OK run does not count
+
+
+# -- JobmonSqlOperator ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sql_dag():
+    return load_dag_module("provider_sql").sql_dag
+
+
+def test_the_sql_operator_logs_each_statement_as_a_step(jobmon_conn, jm, dsn, sql_dag):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS public.jobmon_sql_target")
+    run = sql_dag.test()
+    assert run.state == "success"
+    (job,) = jm.show_job("jobmon_test_sql.load")
+    assert job.status == "OK"
+    steps = jm.show_detail(job.job_id)
+    assert [(s.status, s.message) for s in steps] == [
+        ("OK", "Rows affected: 0"),
+        ("OK", "Rows affected: 2"),
+        ("OK", "Rows affected: 2"),
+    ]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT v FROM public.jobmon_sql_target").fetchall() == [("y",)] * 2
+
+
+def test_a_failing_statement_rolls_back_and_fails_the_task(jobmon_conn, jm, dsn, sql_dag):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS public.jobmon_sql_target")
+    run = sql_dag.test(
+        run_conf={"value": "z", "last_statement": "UPDATE public.jobmon_sql_target SET nope = 1"}
+    )
+    assert run.state == "failed"
+    (job,) = jm.show_job("jobmon_test_sql.load")
+    assert job.status == "CRITICAL"
+    steps = jm.show_detail(job.job_id)
+    assert steps[-1].status == "CRITICAL"
+    assert steps[-1].message.startswith('ERROR: column "nope"')
+    with psycopg.connect(dsn) as conn:  # the whole transaction rolled back: no table
+        (exists,) = conn.execute("SELECT to_regclass('public.jobmon_sql_target')").fetchone()
+    assert exists is None
