@@ -267,3 +267,41 @@ def test_a_failing_statement_rolls_back_and_fails_the_task(jobmon_conn, jm, dsn,
     with psycopg.connect(dsn) as conn:  # the whole transaction rolled back: no table
         (exists,) = conn.execute("SELECT to_regclass('public.jobmon_sql_target')").fetchone()
     assert exists is None
+
+
+def test_the_sql_operator_runs_a_templated_sql_file(jobmon_conn, jm, dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS public.jobmon_sql_file")
+    run = load_dag_module("provider_sql").sql_file_dag.test()
+    assert run.state == "success"
+    (job,) = jm.show_job("jobmon_test_sql_file from a file")
+    assert [s.message for s in jm.show_detail(job.job_id)] == [
+        "Rows affected: 0",
+        "Rows affected: 5",
+        "Rows affected: 2",
+    ]
+
+
+def test_the_deferrable_sensor_really_defers(jobmon_conn, jm):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from jobmon_airflow.sensors.jobmon import JobmonCheckSensor
+    from jobmon_airflow.triggers.jobmon import JobmonCheckTrigger
+
+    jm.add_job("nightly load")  # running: not known yet, so the sensor must defer
+    sensor = JobmonCheckSensor(
+        task_id="s",
+        job_name="nightly load",
+        since=datetime.now(UTC) - timedelta(minutes=1),
+        deferrable=True,
+        poke_interval=5,
+        timeout=60,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, JobmonCheckTrigger)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "jobmon_airflow.triggers.jobmon.JobmonCheckTrigger"
+    assert kwargs["jobmon_conn_id"] == "jobmon_default"  # an id, never a connection string
+    assert deferred.value.method_name == "execute_complete"

@@ -21,3 +21,13 @@ with DAG(
         parameters={"value": "{{ params.value }}"},
         params={"value": "x", "last_statement": "UPDATE public.jobmon_sql_target SET v = 'y'"},
     )
+
+with DAG(
+    "jobmon_test_sql_file", schedule=None, start_date=datetime(2026, 1, 1), catchup=False
+) as sql_file_dag:
+    JobmonSqlOperator(
+        task_id="load_file",
+        sql="provider_sql_file.sql",
+        job_name="{{ dag.dag_id }} from a file",
+        params={"rows": 5},
+    )
