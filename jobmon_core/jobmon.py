@@ -131,25 +131,37 @@ class Jobmon:
 
     # -- the writer ---------------------------------------------------------------------------
 
-    def add_job(self, name: str, *, conn: psycopg.Connection | None = None) -> int:
+    def add_job(
+        self, name: str, *, conn: psycopg.Connection | None = None, run_key: str | None = None
+    ) -> int:
         """Start a job run; return its ``job_id``. The name is upper-cased by the database.
 
         ``owner`` and ``pid`` are those of ``conn`` (the job's work connection) when given,
-        else of the logging connection.
+        else of the logging connection. With ``run_key`` (an orchestrator's run id, such as
+        ``airflow:<dag_id>/<run_id>``), the job of that key is returned if it exists, so
+        every process of one run logs into one job, without a race.
         """
         validation.name(name)
+        validation.text(run_key, "run_key", allow_none=True, allow_empty=False)
         owner: str | None = None
         pid: int | None = None
         if conn is not None:
             owner, pid = caller.identity(caller.require_connection(conn))
+        if run_key is not None:
+            return self._writer.add_run_job(name, run_key, owner=owner, pid=pid)
         job_id = self._writer.add_job(name, owner=owner, pid=pid)
         self._hooks.job_started(job_id, name)
         return job_id
 
-    def add_step(self, job_id: int, action: str) -> int:
-        """Add a step to a job; return its ``step_id``."""
+    def add_step(self, job_id: int, action: str, *, step_key: str | None = None) -> int:
+        """Add a step to a job; return its ``step_id``. With ``step_key``, the step of that
+        key in the job is returned if it exists (one step per task try, however often a
+        rescheduled sensor starts it again)."""
         validation.ident(job_id, "job_id")
         validation.text(action, "action")
+        validation.text(step_key, "step_key", allow_none=True, allow_empty=False)
+        if step_key is not None:
+            return self._writer.add_run_step(job_id, step_key, action)
         return self._writer.add_step(job_id, action)
 
     def update_step(self, step_id: int, status: str, message: str | None) -> None:

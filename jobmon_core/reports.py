@@ -40,6 +40,7 @@ class JobRecord:
     end_time: datetime | None
     status: str | None
     pid: int
+    run_key: str | None = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -58,6 +59,7 @@ class StepRecord:
     elapsed_time: float | None
     status: str | None
     message: str | None
+    step_key: str | None = None
 
 
 def limit_arg(value: object, what: str = "limit") -> int:

@@ -84,6 +84,16 @@ class _Statements:
         self._schema = schema
         self._t = t
 
+    def run_job(self) -> sql.Composed:
+        return sql.SQL("SELECT {}(%(name)s, %(run_key)s, %(owner)s, %(pid)s)").format(
+            self._t("add_run_job")
+        )
+
+    def run_step(self) -> sql.Composed:
+        return sql.SQL("SELECT {}(%(job_id)s, %(step_key)s, %(action)s)").format(
+            self._t("add_run_step")
+        )
+
     def finish_job(self, status_table: sql.Identifier) -> sql.Composed:
         """Set end_time and the status text of ``level``, only on an open job."""
         return sql.SQL(
@@ -186,6 +196,25 @@ class Writer:
                 )
             self._next_job_id = self._reserve(row[0] if row else None)
             return job_id
+
+        return self._connection.run(write)
+
+    def add_run_job(self, name: str, run_key: str, *, owner: str | None, pid: int | None) -> int:
+        """Get or create the job of ``run_key``: idempotent by nature, so retry-safe."""
+        params = {"name": name, "run_key": run_key, "owner": owner, "pid": pid}
+        statement = self._sql.run_job()
+        return self._connection.run(lambda conn, _: conn.execute(statement, params).fetchone()[0])
+
+    def add_run_step(self, job_id: int, step_key: str, action: str) -> int:
+        """Get or create the step ``step_key`` of a job: idempotent, so retry-safe."""
+        params = {"job_id": job_id, "step_key": step_key, "action": action}
+        statement = self._sql.run_step()
+
+        def write(conn: psycopg.Connection, _: bool) -> int:
+            try:
+                return conn.execute(statement, params).fetchone()[0]  # type: ignore[index]
+            except pg_errors.ForeignKeyViolation:
+                raise JobNotFoundError(f"no job with job_id {job_id}: add_job() first") from None
 
         return self._connection.run(write)
 
