@@ -31,10 +31,10 @@ def fail_times(jm, name: str, times: int, level: int = 3) -> None:
 
 def test_the_provider_is_registered_with_airflow(airflow_db):
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    manager = ProvidersManager()
-    assert "pg-jobmon" in manager.providers
-    hook = manager.hooks["jobmon"]
+    assert "pg-jobmon" in ProvidersManager().providers
+    hook = ProvidersManagerTaskRuntime().hooks["jobmon"]
     assert hook.hook_class_name == "jobmon_airflow.hooks.jobmon.JobmonHook"
     assert hook.connection_id_attribute_name == "jobmon_conn_id"
 

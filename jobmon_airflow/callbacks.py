@@ -1,0 +1,91 @@
+"""Task and DAG callbacks that log every DAG run as a jobmon job and every task try as a step.
+
+    default_args = {**jobmon_task_callbacks(), "retries": 1}
+    with DAG("my_etl", default_args=default_args, **jobmon_dag_callbacks()):
+        ...
+
+A task's success is a step ``OK``; a failed try that will be retried ``WARNING`` with the
+exception; a final failure ``CRITICAL`` with the exception's type and message; a skip a
+``SKIPPED`` step saying why. The DAG run closes the job (``OK``) or fails it (``CRITICAL``,
+with a last step holding the reason). Callbacks you already have are kept: use
+:func:`merge_callbacks` to combine them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .runlog import STEP_FAILED, STEP_OK, STEP_RETRY, STEP_SKIPPED, RunLogger, describe
+
+Callback = Callable[[Any], None]
+SKIPPED_BY_TASK = "the task raised AirflowSkipException (Airflow passes no reason to callbacks)"
+
+
+def jobmon_task_callbacks(
+    jobmon_conn_id: str = "jobmon_default", *, job_name: str | None = None
+) -> dict[str, Callback]:
+    """The five task callbacks, to spread into ``default_args`` or one task's arguments.
+
+    ``job_name`` overrides the job's name (default: the dag_id, upper-cased).
+    """
+    run_log = RunLogger(jobmon_conn_id, job_name=job_name)
+
+    def on_execute(context: Any) -> None:
+        run_log.task_started(context["ti"])
+
+    def on_success(context: Any) -> None:
+        run_log.task_finished(context["ti"], STEP_OK, None)
+
+    def on_retry(context: Any) -> None:
+        message = describe(context.get("exception"))
+        run_log.task_finished(context["ti"], STEP_RETRY, f"{message} (will be retried)")
+
+    def on_failure(context: Any) -> None:
+        run_log.task_finished(context["ti"], STEP_FAILED, describe(context.get("exception")))
+
+    def on_skipped(context: Any) -> None:
+        # Airflow 3 hands no exception (so no reason) to skip callbacks; say what is known.
+        reason = describe(context.get("exception")) or SKIPPED_BY_TASK
+        run_log.task_finished(context["ti"], STEP_SKIPPED, f"skipped: {reason}")
+
+    return {
+        "on_execute_callback": on_execute,
+        "on_success_callback": on_success,
+        "on_retry_callback": on_retry,
+        "on_failure_callback": on_failure,
+        "on_skipped_callback": on_skipped,
+    }
+
+
+def jobmon_dag_callbacks(
+    jobmon_conn_id: str = "jobmon_default", *, job_name: str | None = None
+) -> dict[str, Callback]:
+    """The DAG's ``on_success_callback`` / ``on_failure_callback``, to spread into ``DAG(...)``."""
+    run_log = RunLogger(jobmon_conn_id, job_name=job_name)
+
+    def ids(context: Any) -> tuple[str, str]:
+        dag_run = context["dag_run"]
+        return dag_run.dag_id, dag_run.run_id
+
+    def on_success(context: Any) -> None:
+        run_log.dag_succeeded(*ids(context))
+
+    def on_failure(context: Any) -> None:
+        reason = context.get("reason")
+        run_log.dag_failed(*ids(context), f"reason: {reason}" if reason else None)
+
+    return {"on_success_callback": on_success, "on_failure_callback": on_failure}
+
+
+def merge_callbacks(*sets: dict[str, Any]) -> dict[str, list[Callback]]:
+    """Combine callback dicts (yours and ours) into lists, so none replaces another."""
+    merged: dict[str, list[Callback]] = {}
+    for callbacks in sets:
+        for name, value in callbacks.items():
+            if value is None:
+                continue
+            merged.setdefault(name, []).extend(
+                value if isinstance(value, list | tuple) else [value]
+            )
+    return merged

@@ -1,0 +1,122 @@
+"""The callbacks, for real under dag.test(): one job per DAG run, one step per task try."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from jobmon_airflow.callbacks import SKIPPED_BY_TASK
+
+from .conftest import load_dag_module, task_states
+
+
+@pytest.fixture(scope="module")
+def dag_module():
+    return load_dag_module("callbacks_dag")
+
+
+def steps_by_action(jm, job_id: int) -> dict[str, tuple[str | None, str | None]]:
+    return {s.action: (s.status, s.message) for s in jm.show_detail(job_id)}
+
+
+def test_a_successful_run_is_one_job_with_a_step_per_try(jobmon_conn, jm, dag_module):
+    run = dag_module.callbacks_dag.test(run_conf={"fail": False})
+    assert run.state == "success"
+    (job,) = jm.show_job("jobmon_test_callbacks")
+    assert job.status == "OK"
+    assert job.run_key == f"airflow:jobmon_test_callbacks/{run.run_id}"
+    steps = steps_by_action(jm, job.job_id)
+    assert steps == {
+        "extract [try 1]": ("OK", None),
+        "flaky [try 1]": ("WARNING", "ConnectionError: database restarting (will be retried)"),
+        "flaky [try 2]": ("OK", None),
+        "skipper [try 1]": ("SKIPPED", f"skipped: {SKIPPED_BY_TASK}"),
+        "load [map 0] [try 1]": ("OK", None),
+        "load [map 1] [try 1]": ("OK", None),
+        "finish [try 1]": ("OK", None),
+    }
+    assert "finish" in dag_module.SEEN  # the user's own callback still ran
+
+
+def test_a_failed_run_fails_the_job_with_the_reason(jobmon_conn, jm, dag_module):
+    run = dag_module.callbacks_dag.test(run_conf={"fail": True})
+    assert run.state == "failed"
+    (job,) = jm.show_job("jobmon_test_callbacks")
+    assert job.status == "CRITICAL"
+    steps = jm.show_detail(job.job_id)
+    assert steps_by_action(jm, job.job_id)["finish [try 1]"] == (
+        "CRITICAL",
+        "ValueError: totals do not match",
+    )
+    assert steps[-1].action == "DAG run failed"
+    assert steps[-1].status == "CRITICAL"
+    assert steps[-1].message.startswith("reason: ")
+    assert [a.alert_code for a in jm.check_job_status() if a.job_name] == []  # 1 failure only
+    assert [r.status for r in jm.show_job_status("CRITICAL")] == ["CRITICAL"]
+
+
+def test_three_failed_runs_alert_like_any_job(jobmon_conn, jm, dag_module):
+    for _ in range(3):
+        dag_module.callbacks_dag.test(run_conf={"fail": True})
+    (alert,) = jm.check_job_status()
+    assert (alert.job_name, alert.alert_text) == (
+        "JOBMON_TEST_CALLBACKS",
+        "3 consecutive CRITICAL runs",
+    )
+
+
+def test_a_jobmon_outage_never_breaks_the_dag(monkeypatch, airflow_db, dag_module, caplog):
+    from jobmon_airflow import runlog
+
+    monkeypatch.setattr(runlog, "_jobmons", {})
+    monkeypatch.setattr(runlog, "_down_until", {})
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_JOBMON_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "jobmon",
+                "host": "127.0.0.1",
+                "port": 1,
+                "login": "u",
+                "password": "Outage-S3cret",
+                "schema": "db",
+            }
+        ),
+    )
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="jobmon_airflow"):
+        run = dag_module.callbacks_dag.test(run_conf={"fail": False})
+    elapsed = time.monotonic() - started
+    assert run.state == "success", task_states(run)
+    warnings = [r for r in caplog.records if "cannot reach the jobmon database" in r.message]
+    assert len(warnings) == 1  # one warning, then the process skips logging for a while
+    assert "Outage-S3cret" not in caplog.text
+    assert elapsed < 60
+
+
+def test_a_missing_connection_never_breaks_the_dag(monkeypatch, airflow_db, dag_module, caplog):
+    from jobmon_airflow import runlog
+
+    monkeypatch.setattr(runlog, "_jobmons", {})
+    monkeypatch.setattr(runlog, "_down_until", {})
+    monkeypatch.delenv("AIRFLOW_CONN_JOBMON_DEFAULT", raising=False)
+    with caplog.at_level(logging.WARNING, logger="jobmon_airflow"):
+        run = dag_module.callbacks_dag.test(run_conf={"fail": False})
+    assert run.state == "success"
+    assert "pg-jobmon: could not log" in caplog.text
+
+
+def test_merge_callbacks_keeps_everything():
+    from jobmon_airflow.callbacks import merge_callbacks
+
+    def a(context): ...
+    def b(context): ...
+    def c(context): ...
+
+    merged = merge_callbacks(
+        {"on_success_callback": a}, {"on_success_callback": [b, c]}, {"on_failure_callback": None}
+    )
+    assert merged == {"on_success_callback": [a, b, c]}
