@@ -1,81 +1,67 @@
-"""The demo (``make demo``): a job whose work transaction fails and rolls back, and the log
-that survives it.
+"""The demo (``make demo``): the example DAGs run on an embedded PostgreSQL, then the report
+a user would look at.
 
 It starts an embedded PostgreSQL (or uses ``JOBMON_DEMO_DSN``), installs the jobmon schema
-in a fresh database, runs a nightly load twice (once cleanly, once failing in its last step)
-and prints what a user would look at afterwards: the work table is back to what the rollback
-left, while every step of the failed run is in ``job_log`` and ``job_detail``.
+in a fresh database, sets up a throwaway Airflow home, and runs the DAGs of
+``dags_examples/`` with ``dag.test()``: the ETL twice (the second run fails on purpose, and
+its transaction rolls back), the custom operator, the SQL job, and the monitoring DAG, which
+fails because of that CRITICAL run. Then it prints every job with its steps and durations,
+and ``jobmon check`` in its Nagios form.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import time
+from pathlib import Path
 
-import psycopg
+from devtools import airflow_env, pg
 
-from devtools import pg
-from jobmon_core import Jobmon
-from jobmon_core.text import table
+EXAMPLES = Path(__file__).resolve().parent.parent / "dags_examples"
 
 
-def nightly_load(jm: Jobmon, work: psycopg.Connection, *, bad_row: bool) -> None:
-    """Load orders in one transaction; with ``bad_row`` the validation step fails."""
-    with jm.job("nightly orders load", conn=work) as job, work.transaction():
-        with job.step("load orders") as step:
-            cur = work.execute(
-                "INSERT INTO orders (amount) SELECT (random() * 100)::numeric(8, 2)"
-                " FROM generate_series(1, 1000)"
-            )
-            step.message = f"{cur.rowcount} rows"
-        if bad_row:
-            work.execute("INSERT INTO orders (amount) VALUES (-17)")
-        with job.step("validate totals") as step:
-            (negative,) = work.execute("SELECT count(*) FROM orders WHERE amount < 0").fetchone()
-            if negative:
-                raise ValueError(f"{negative} order(s) with a negative amount")
-            step.message = "all amounts positive"
+def run_dag(module_name: str, **conf: object) -> str:
+    module = airflow_env.load_dag_file(EXAMPLES / f"{module_name}.py")
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        run = module.dag.test(run_conf=conf or None)
+    return str(run.state)
 
 
 def main() -> None:
     started = time.monotonic()
-    print("pg-jobmon demo: starting PostgreSQL ...", flush=True)
+    airflow_env.prepare(EXAMPLES)
+    print("pg-jobmon demo: starting PostgreSQL and a throwaway Airflow ...", flush=True)
     with pg.server("JOBMON_DEMO_DSN") as srv, pg.fresh_database(srv, "jobmon_demo") as dsn:
-        print(f"PostgreSQL {srv.version // 10000} is up; installing the jobmon schema\n")
+        from jobmon_core import Jobmon
+        from jobmon_core.cli import main as jobmon
+
         jm = Jobmon(dsn)
         jm.install()
-        with psycopg.connect(dsn) as work:
-            work.execute("CREATE TABLE orders (id serial PRIMARY KEY, amount numeric(8, 2))")
-            work.commit()
-            nightly_load(jm, work, bad_row=False)
-            try:
-                nightly_load(jm, work, bad_row=True)
-            except ValueError as exc:
-                print(f"second run failed as planned: {exc!r}; its transaction rolled back\n")
-            (orders,) = work.execute("SELECT count(*) FROM orders").fetchone()
-            work.rollback()
+        os.environ["AIRFLOW_CONN_JOBMON_DEFAULT"] = airflow_env.jobmon_connection(dsn)
+        airflow_env.migrate()
+        print(f"PostgreSQL {srv.version // 10000}, jobmon schema installed, Airflow ready\n")
 
-        with psycopg.connect(dsn) as conn:
-            jobs = conn.execute(
-                "SELECT job_id, job_name, status, start_time::time(0), end_time - start_time"
-                " FROM jobmon.job_log ORDER BY job_id"
-            ).fetchall()
-            steps = conn.execute(
-                "SELECT job_id, step_id, action, status, round(elapsed_time::numeric, 4), message"
-                " FROM jobmon.job_detail ORDER BY step_id"
-            ).fetchall()
-            checks = conn.execute(
-                "SELECT job_name, alert_code FROM jobmon.job_check_log ORDER BY job_id"
-            ).fetchall()
+        for name, conf, note in [
+            ("etl_orders", {"fail": False}, "extract fails once and is retried"),
+            ("etl_orders", {"fail": True}, "fails on purpose: a bad row, rolled back"),
+            ("custom_operator_steps", {}, "a custom operator logging its sub-steps"),
+            ("sql_job", {}, "JobmonSqlOperator, one step per statement"),
+            ("jobmon_monitoring", {}, "the check: fails on the CRITICAL ETL run"),
+        ]:
+            print(f"  {name + '.py':<26} {run_dag(name, **conf):<8} ({note})", flush=True)
+
+        print("\n== jobmon jobs")
+        jobmon(["--dsn", dsn, "jobs", "--limit", "20"])
+        for job in reversed(jm.show_job_like(".", limit=20)):
+            print(f"\n== jobmon steps {job.job_id}   ({job.job_name}, {job.status or 'running'})")
+            jobmon(["--dsn", dsn, "steps", str(job.job_id)])
+        print("\n== jobmon check   (a Nagios/Icinga plugin: this exit code would be 2)")
+        jobmon(["--dsn", dsn, "check"])
         jm.close()
-
-    print(f"orders table: {orders} rows (only the first run's 1000 were committed)\n")
-    print("jobmon.job_log")
-    print(table(["job_id", "job_name", "status", "started", "duration"], jobs) + "\n")
-    print("jobmon.job_detail: every step of the failed run survived its rollback")
-    print(table(["job_id", "step_id", "action", "status", "seconds", "message"], steps) + "\n")
-    print("jobmon.job_check_log: what check_job_status will alert on")
-    print(table(["job_name", "alert_code"], checks) + "\n")
-    print(f"demo finished in {time.monotonic() - started:.1f} s; the database was dropped")
+    print(f"\ndemo finished in {time.monotonic() - started:.1f} s; the database was dropped")
 
 
 if __name__ == "__main__":

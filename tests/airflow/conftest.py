@@ -16,8 +16,15 @@ from types import ModuleType
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-DAGS = Path(__file__).parent / "dags"
+TEST_DAGS = Path(__file__).parent / "dags"
+EXAMPLES = Path(__file__).parent.parent.parent / "dags_examples"
 _home = tempfile.mkdtemp(prefix="pg-jobmon-airflow-")
+# The DAG bundle: the test DAGs and the examples, linked into one folder of the run's own.
+DAGS = Path(_home) / "dags"
+DAGS.mkdir()
+for _source in [*TEST_DAGS.iterdir(), *EXAMPLES.glob("*.py")]:
+    if _source.suffix in (".py", ".sql"):
+        (DAGS / _source.name).symlink_to(_source)
 os.environ["AIRFLOW_HOME"] = _home
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)

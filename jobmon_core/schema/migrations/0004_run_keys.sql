@@ -24,6 +24,9 @@ DECLARE
     v_job_id bigint;
 BEGIN
     LOOP
+        -- look first: a lookup of an existing run takes no value from the sequence
+        SELECT job_id INTO v_job_id FROM job_log WHERE run_key = p_run_key;
+        EXIT WHEN v_job_id IS NOT NULL;
         INSERT INTO job_log (owner, job_name, start_time, pid, run_key)
         VALUES (coalesce(p_owner, current_user), upper(p_job_name), clock_timestamp(),
                 coalesce(p_pid, pg_backend_pid()), p_run_key)
@@ -48,6 +51,9 @@ DECLARE
     v_step_id bigint;
 BEGIN
     LOOP
+        SELECT step_id INTO v_step_id FROM job_detail
+         WHERE job_id = p_job_id AND step_key = p_step_key;
+        EXIT WHEN v_step_id IS NOT NULL;
         INSERT INTO job_detail (job_id, action, start_time, step_key)
         VALUES (p_job_id, p_action, clock_timestamp(), p_step_key)
         ON CONFLICT (job_id, step_key) WHERE step_key IS NOT NULL DO NOTHING
