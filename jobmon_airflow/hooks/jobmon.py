@@ -32,6 +32,9 @@ LIBPQ_EXTRAS = (
 ACCEPTED_TYPES = ("jobmon", "postgres", "postgresql")
 DEFAULT_CONNECT_TIMEOUT = 5  # short: logging must never hold a task up for long
 DEFAULT_APPLICATION_NAME = "airflow-jobmon"
+# Bounded waits in the server too: a logging call that meets a lock gives up instead of
+# holding a task, the dag-processor or the scheduler (override with the `options` extra).
+DEFAULT_OPTIONS = "-c lock_timeout=5s -c statement_timeout=15s"
 
 
 class JobmonHook(BaseHook):
@@ -79,6 +82,7 @@ class JobmonHook(BaseHook):
         params.update({k: extras[k] for k in LIBPQ_EXTRAS if extras.get(k) not in (None, "")})
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         params.setdefault("application_name", DEFAULT_APPLICATION_NAME)
+        params.setdefault("options", DEFAULT_OPTIONS)
         params = {k: str(v) for k, v in params.items() if v is not None}
         schema = str(extras.get("jobmon_schema") or "jobmon")
         return make_conninfo("", **params), schema
