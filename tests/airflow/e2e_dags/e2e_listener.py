@@ -1,0 +1,15 @@
+"""End-to-end DAG with no jobmon code: the listener logs it (DAG run hooks in the scheduler)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, task
+
+with DAG("e2e_listener", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+
+    @task
+    def only() -> str:
+        return "done"
+
+    only()
