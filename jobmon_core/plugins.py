@@ -112,7 +112,9 @@ class JobmonSpec:
     def jobmon_step_finished(
         self, job_id: int | None, step_id: int, status: str, message: str | None, schema: str
     ) -> None:
-        """Called after a step got a status (``update_step`` committed).
+        """Called after a step got a status (``update_step`` committed; with
+        ``Jobmon(buffered=True)``, when the update is queued: it is committed at the next
+        flush, at the latest when the job finishes).
 
         Called on every update of every step, including intermediate ones
         (``step.update(...)``), so this is the hook where speed matters most.

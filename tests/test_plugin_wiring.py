@@ -1,0 +1,237 @@
+"""Plugins wired into the writer, the check and `jobmon check --notify`, on a real database
+(the plugin machinery itself is tested without one in test_plugins.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from jobmon_core import Alert, Jobmon
+from jobmon_core.cli import main
+from jobmon_core.plugins import (
+    hookimpl,
+    new_plugin_manager,
+)
+
+OK_ROW = Alert(1, "OK", None, "All jobs run successfully")
+
+
+class Recorder:
+    """A plugin that writes down every hook call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    @hookimpl
+    def jobmon_job_started(self, job_id, job_name, schema):
+        self.calls.append(("started", {"job_id": job_id, "job_name": job_name}))
+
+    @hookimpl
+    def jobmon_step_finished(self, step_id, status, message):
+        self.calls.append(("step", {"status": status, "message": message}))
+
+    @hookimpl
+    def jobmon_job_finished(self, job_id, status, alert_code):
+        self.calls.append(("finished", {"status": status, "alert_code": alert_code}))
+
+    @hookimpl
+    def jobmon_alerts_found(self, alerts, changes):
+        self.calls.append(("alerts", {"alerts": alerts, "changes": changes}))
+
+
+class Exploder:
+    @hookimpl
+    def jobmon_job_started(self, job_id):
+        raise RuntimeError("plugin bug")
+
+    @hookimpl
+    def jobmon_alerts_found(self, alerts):
+        raise RuntimeError("notifier down")
+
+
+@pytest.fixture
+def recorded(dsn, jm) -> tuple[Jobmon, Recorder]:
+    manager = new_plugin_manager(load_entry_points=False)
+    recorder = Recorder()
+    manager.register(recorder)
+    return Jobmon(dsn, schema=jm.schema, plugins=manager), recorder
+
+
+def test_the_writer_tells_plugins_about_jobs_and_steps(recorded):
+    jm, recorder = recorded
+    with jm.job("hooked") as job, job.step("s") as step:
+        step.message = "fine"
+    failed = jm.add_job("second")
+    jm.fail_job(failed, 2)
+    cancelled = jm.add_job("third")
+    jm.cancel_job(cancelled)
+    assert [(kind, args) for kind, args in recorder.calls] == [
+        ("started", {"job_id": job.job_id, "job_name": "hooked"}),
+        ("step", {"status": "OK", "message": "fine"}),
+        ("finished", {"status": "OK", "alert_code": 1}),
+        ("started", {"job_id": failed, "job_name": "second"}),
+        ("finished", {"status": "WARNING", "alert_code": 2}),
+        ("started", {"job_id": cancelled, "job_name": "third"}),
+        ("finished", {"status": "CRITICAL", "alert_code": 3}),
+    ]
+
+
+def test_checks_report_flips_only(recorded):
+    jm, recorder = recorded
+    assert jm.check_job_status() == [OK_ROW]
+    for _ in range(3):
+        jm.fail_job(jm.add_job("broken"))
+    jm.check_job_status()
+    jm.check_job_status()
+    jm.close_job(jm.add_job("broken"))
+    jm.check_job_status()
+    changes = [args["changes"] for kind, args in recorder.calls if kind == "alerts"]
+    assert changes[0] == []
+    assert [(c.job_name, c.previous_code, c.current_code) for c in changes[1]] == [("BROKEN", 1, 3)]
+    assert changes[1][0].alert.alert_text == "3 consecutive CRITICAL runs"
+    assert changes[2] == []
+    assert [(c.job_name, c.current_code, c.recovered, c.alert) for c in changes[3]] == [
+        ("BROKEN", 1, True, None)
+    ]
+
+
+def test_a_failing_plugin_is_reported_and_breaks_nothing(dsn, jm, caplog):
+    manager = new_plugin_manager(load_entry_points=False)
+    recorder = Recorder()
+    manager.register(Exploder(), "exploder")
+    manager.register(recorder)
+    hooked = Jobmon(dsn, schema=jm.schema, plugins=manager)
+    with caplog.at_level(logging.WARNING, logger="jobmon_core"):
+        job_id = hooked.add_job("still logged")
+        for _ in range(3):
+            hooked.fail_job(hooked.add_job("broken"))
+        hooked.check_job_status()
+        hooked.check_job_status()
+    assert job_id
+    assert "plugin exploder failed in jobmon_job_started: RuntimeError: plugin bug" in caplog.text
+    # the other plugin was still called, and the undelivered flip is reported again
+    flips = [a["changes"] for k, a in recorder.calls if k == "alerts"]
+    assert [len(f) for f in flips] == [1, 1]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.server.bodies.append(json.loads(self.rfile.read(length)))  # type: ignore[attr-defined]
+        self.server.headers.append(dict(self.headers))  # type: ignore[attr-defined]
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.bodies = []  # type: ignore[attr-defined]
+    server.headers = []  # type: ignore[attr-defined]
+    server.status = 204  # type: ignore[attr-defined]
+    server.url = f"http://127.0.0.1:{server.server_port}/hook"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_check_notify_end_to_end(dsn, jm, webhook, tmp_path, capsys):
+    state = tmp_path / "state.json"
+    args = [
+        "--dsn",
+        dsn,
+        "--schema",
+        jm.schema,
+        "check",
+        "--notify",
+        "--webhook-url",
+        webhook.url,
+        "--state-file",
+        str(state),
+    ]
+    assert main(args) == 0
+    assert webhook.bodies == []
+    for _ in range(3):
+        jm.fail_job(jm.add_job("broken"))
+    assert main(args) == 2
+    assert main(args) == 2  # no change: no second POST
+    assert [b["changes"][0]["current_code"] for b in webhook.bodies] == [3]
+    jm.close_job(jm.add_job("broken"))
+    assert main(args) == 0
+    assert [b["changes"][0]["current_code"] for b in webhook.bodies] == [3, 1]
+    assert json.loads(state.read_text()) == {}
+    capsys.readouterr()
+
+
+def test_check_notify_with_the_webhook_down_still_checks_and_retries(
+    dsn, jm, webhook, tmp_path, caplog
+):
+    state = tmp_path / "state.json"
+    args = [
+        "--dsn",
+        dsn,
+        "--schema",
+        jm.schema,
+        "check",
+        "--notify",
+        "--webhook-url",
+        webhook.url,
+        "--state-file",
+        str(state),
+    ]
+    for _ in range(3):
+        jm.fail_job(jm.add_job("broken"))
+    webhook.status = 503
+    with caplog.at_level(logging.WARNING, logger="jobmon_core"):
+        assert main(args) == 2
+    assert "answered HTTP 503" in caplog.text
+    webhook.status = 204
+    assert main(args) == 2  # the flip is delivered now
+    assert len(webhook.bodies) == 2
+    assert webhook.bodies[1]["changes"][0]["current_code"] == 3
+
+
+def test_check_notify_needs_a_notifier(dsn, jm, capsys, monkeypatch):
+    monkeypatch.delenv("JOBMON_WEBHOOK_URL", raising=False)
+    assert main(["--dsn", dsn, "--schema", jm.schema, "check", "--notify"]) == 3
+    assert capsys.readouterr()[0].startswith("JOBMON UNKNOWN - --notify needs --webhook-url")
+
+
+def test_a_corrupt_state_file_is_unknown(dsn, jm, webhook, tmp_path, capsys):
+    state = tmp_path / "state.json"
+    state.write_text("{not json")
+    code = main(
+        [
+            "--dsn",
+            dsn,
+            "--schema",
+            jm.schema,
+            "check",
+            "--notify",
+            "--webhook-url",
+            webhook.url,
+            "--state-file",
+            str(state),
+        ]
+    )
+    assert code == 3
+    assert "cannot read the --notify state file" in capsys.readouterr()[0]
+
+
+def test_configure_then_check_fires_missing_flip(recorded):
+    jm, recorder = recorded
+    jm.configure_check("nightly", warn=timedelta(hours=1), error=timedelta(hours=2))
+    jm.check_job_status()
+    (flip,) = next(a["changes"] for k, a in recorder.calls if k == "alerts")
+    assert (flip.job_name, flip.current_code, flip.alert.alert_status) == ("NIGHTLY", 3, "MISSING")
