@@ -8,13 +8,23 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: demo test lint setup clean pg15-dsn
+.PHONY: demo test lint bench bench-quick setup clean
 
 demo: $(VENV)/.synced  ## run the demo: embedded PostgreSQL, a failing job, the surviving log
 	$(VENV)/bin/python -m devtools.demo
 
 test: $(VENV)/.synced  ## run the whole test suite (JOBMON_TEST_DSN selects a server)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks: on JOBMON_BENCH_DSN, else the system PostgreSQL 15 (it ships dblink, which the
+# per-call-connection contender needs), else the embedded server.
+BENCH_DSN = $${JOBMON_BENCH_DSN:-$$(bash .ci/pg15-dsn 2>/dev/null)}
+
+bench: $(VENV)/.synced  ## all six benchmark sections, up to 10^7 log rows (about 10 minutes)
+	JOBMON_BENCH_DSN="$(BENCH_DSN)" $(VENV)/bin/python -m bench.run --json bench/results/full.json
+
+bench-quick: $(VENV)/.synced  ## the same at small sizes (about 30 s), as CI runs it
+	JOBMON_BENCH_DSN="$(BENCH_DSN)" $(VENV)/bin/python -m bench.run --quick --json bench/results/quick.json
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
