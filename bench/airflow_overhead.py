@@ -12,8 +12,10 @@ The first task of a run opens a new logging connection, as every task does in pr
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -46,6 +48,7 @@ with DAG("jobmon_overhead", schedule=None, start_date=datetime(2026, 1, 1), catc
 
 def main(dsn: str) -> None:
     folder = Path(tempfile.mkdtemp(prefix="pg-jobmon-overhead-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     (folder / "jobmon_overhead.py").write_text(DAG_FILE)
     airflow_env.prepare(folder)
     airflow_env.migrate()

@@ -6,9 +6,11 @@ anything imports ``airflow``.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -17,8 +19,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 
 def prepare(dags_folder: Path) -> Path:
-    """Point Airflow at a new temporary home and ``dags_folder``; quiet, no examples."""
+    """Point Airflow at a new temporary home and ``dags_folder``; quiet, no examples.
+    The home is removed when the process exits."""
     home = Path(tempfile.mkdtemp(prefix="pg-jobmon-airflow-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["AIRFLOW_HOME"] = str(home)
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)

@@ -125,12 +125,17 @@ class RunLogger:
         same."""
         from .hooks.jobmon import JobmonHook
 
-        conninfo, schema = JobmonHook(self.jobmon_conn_id).get_conninfo()
+        connection = JobmonHook(self.jobmon_conn_id).connection
+        conninfo, schema = JobmonHook.conninfo_from(connection)
+        options = JobmonHook.jobmon_options(connection)
+        key = "\0".join([conninfo, schema, repr(sorted(options.items()))])
         with _lock:
-            jobmon = _jobmons.get(conninfo + "\0" + schema)
+            jobmon = _jobmons.get(key)
             if jobmon is None:
-                jobmon = Jobmon(conninfo, schema=schema, application_name="airflow-jobmon")
-                _jobmons[conninfo + "\0" + schema] = jobmon
+                jobmon = Jobmon(
+                    conninfo, schema=schema, application_name="airflow-jobmon", **options
+                )
+                _jobmons[key] = jobmon
             return jobmon
 
     def _in_backoff(self) -> bool:

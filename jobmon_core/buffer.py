@@ -1,7 +1,9 @@
 """Buffered step logging, for jobs that log very many steps.
 
 ``Jobmon(dsn, buffered=True)`` keeps ``add_step``/``update_step`` in memory and writes them in
-batches: one pipelined transaction per batch, with ``synchronous_commit = off``. Job-level
+batches: one pipelined transaction per batch, with ``synchronous_commit = off`` set for that
+transaction only (``SET LOCAL``: a session-level ``SET`` would stay behind on a server
+connection that a pooler such as PgBouncer then lends to other clients). Job-level
 writes (add_job, close_job, fail_job, cancel_job) stay durable and first flush the buffer, so
 a job never finishes before its steps are written.
 
@@ -175,6 +177,7 @@ class StepBuffer:
             (s.end_time, s.elapsed, s.status, s.message, s.step_id) for s in batch if s.written
         ]
         with conn.transaction():
+            # Transaction-local: nothing of it outlives the batch, pooled or not.
             conn.execute("SET LOCAL synchronous_commit = off")
             with conn.cursor() as cur:
                 try:

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import pq, sql
 
+from . import validation
 from .errors import InvalidArgumentError
 
 _SAVEPOINT = sql.Identifier("pg_jobmon_sql")
@@ -32,6 +33,29 @@ def require_connection(conn: object) -> psycopg.Connection:
     return conn
 
 
+def require_query(conn: psycopg.Connection, query: object) -> None:
+    """Check the SQL of ``sql_step``/``sql_job`` before anything is logged: a str, bytes or
+    :mod:`psycopg.sql` object, with no NUL (libpq would cut the statement at the NUL and run
+    what comes before it: ``"DELETE FROM t\\x00 WHERE ..."`` would empty ``t``)."""
+    if isinstance(query, sql.Composable):
+        try:
+            query = query.as_string(conn)
+        except (psycopg.Error, UnicodeError) as exc:
+            raise InvalidArgumentError(
+                f"sql cannot be composed: {validation.storable(str(exc))}"
+            ) from None
+    if not isinstance(query, str | bytes):
+        raise InvalidArgumentError(
+            f"sql must be a str, bytes or psycopg.sql object, not {type(query).__name__}"
+        )
+    if ("\x00" if isinstance(query, str) else b"\x00") in query:
+        raise InvalidArgumentError(
+            "sql contains a NUL character (\\x00); libpq would run only the part before it"
+        )
+    if isinstance(query, str):
+        validation.text(query, "sql")
+
+
 def identity(conn: psycopg.Connection) -> tuple[str, int]:
     """The caller's ``current_user`` and backend pid, read without disturbing its state.
 
@@ -46,13 +70,17 @@ def identity(conn: psycopg.Connection) -> tuple[str, int]:
         return _session_user(conn), pid
     started_here = status == pq.TransactionStatus.IDLE and not conn.autocommit
     try:
-        row = conn.execute("SELECT current_user", prepare=False).fetchone()
+        row = conn.execute("SELECT current_user, pg_backend_pid()", prepare=False).fetchone()
     except psycopg.Error:
         return _session_user(conn), pid
     finally:
         if started_here:
             conn.rollback()
-    return (row[0] if row else _session_user(conn)), pid
+    if row is None:
+        return _session_user(conn), pid
+    # Behind a transaction pooler the pid the client was told is not the server's, and the
+    # server's is shared with other clients: record 0, no session of its own (see writer).
+    return row[0], (pid if row[1] == pid else 0)
 
 
 def _session_user(conn: psycopg.Connection) -> str:
@@ -72,9 +100,17 @@ def run_sql(conn: psycopg.Connection, query: Any, params: Any = None) -> int:
         try:
             cur.execute(query, params, prepare=False)
         except BaseException:
-            if guarded and conn.info.transaction_status == pq.TransactionStatus.INERROR:
-                cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_SAVEPOINT), prepare=False)
-                cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT), prepare=False)
+            # INERROR: the statement failed; INTRANS: it was never sent (its parameters
+            # could not be adapted). Either way, leave no savepoint of ours behind.
+            if guarded and conn.info.transaction_status in (
+                pq.TransactionStatus.INERROR,
+                pq.TransactionStatus.INTRANS,
+            ):
+                with contextlib.suppress(psycopg.Error):
+                    cur.execute(
+                        sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_SAVEPOINT), prepare=False
+                    )
+                    cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT), prepare=False)
             raise
         rows = max(cur.rowcount, 0)
         if guarded:
@@ -103,10 +139,13 @@ def release_sql_lock(conn: psycopg.Connection, job_name: str) -> None:
 
 
 def error_text(exc: BaseException) -> str:
-    """Upstream's step message for a failed statement: ``ERROR: <primary message>``."""
+    """Upstream's step message for a failed statement: ``ERROR: <primary message>``; for a
+    statement that could not even be sent (bad parameters), ``ERROR: TypeError: ...``."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return f"ERROR: {primary or str(exc).strip() or type(exc).__name__}"
+    if not primary and not isinstance(exc, psycopg.Error):
+        primary = f"{type(exc).__name__}: {str(exc).strip()}".rstrip(": ")
+    return validation.storable(f"ERROR: {primary or str(exc).strip() or type(exc).__name__}")
 
 
 def query_text(conn: psycopg.Connection, query: Any) -> str:

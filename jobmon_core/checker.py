@@ -41,16 +41,10 @@ class CheckConfig:
 
 
 def history_interval(history: object, what: str = "history") -> timedelta | None:
-    """Check a window or threshold: a ``timedelta`` of zero or more, or None."""
+    """Check a window or threshold: a ``timedelta`` of zero to 1000 years, or None."""
     if history is None:
         return None
-    if not isinstance(history, timedelta):
-        raise InvalidArgumentError(
-            f"{what} must be a datetime.timedelta, not {type(history).__name__}"
-        )
-    if history < timedelta(0):
-        raise InvalidArgumentError(f"{what} must not be negative, got {history}")
-    return history
+    return validation.duration(history, what)
 
 
 @dataclass(frozen=True)
@@ -175,10 +169,13 @@ class Checker:
                 f"sensitivity must be 0..{MAX_SENSITIVITY}, not {sensitivity}"
             )
         if escalate is not None and (
-            isinstance(escalate, bool) or not isinstance(escalate, int) or escalate < 1
+            isinstance(escalate, bool)
+            or not isinstance(escalate, int)
+            or not 1 <= escalate <= validation.MAX_INT
         ):
             raise InvalidArgumentError(
-                f"escalate must be None or an int of 1 or more, not {escalate!r}"
+                f"escalate must be None or an int of 1 or more (at most {validation.MAX_INT}), "
+                f"not {escalate!r}"
             )
         if not isinstance(active, bool):
             raise InvalidArgumentError("active must be True or False")

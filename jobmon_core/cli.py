@@ -19,21 +19,24 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from . import __version__, nagios
+from . import __version__, nagios, roles
 from .alerts import Alert, worst
+from .connection import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
 from .durations import format_duration, parse_duration
 from .errors import JobmonError
 from .jobmon import Jobmon
 from .notifiers.webhook import ENV_VAR, WebhookNotifier
 from .plugins import new_plugin_manager
 from .reports import JobRecord
-from .text import table
+from .text import printable, table
 
 EXAMPLES = """\
 examples:
   jobmon install                                  create or upgrade the schema
+  jobmon install --create-roles                   ... and the writer, monitor, admin roles
+  jobmon install --print-grants | psql            the roles' SQL, for a DBA to run
   jobmon check                                    Nagios/Icinga check (exit 0/1/2/3)
   jobmon check --history 3d --format json         the alerts as JSON
   jobmon check --notify --webhook-url URL         POST to URL when a job's level changes
@@ -73,11 +76,45 @@ def _positive_int(text: str) -> int:
     return value
 
 
+MAX_TIMEOUT = 86_400  # signal.alarm() takes a C unsigned int; a day is plenty for a check
+
+
+def _timeout(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TIMEOUT} seconds, not {value}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else -1
+    digits = text.lstrip("-")
+    value = int(text) if digits.isascii() and digits.isdigit() else -1  # int("²") fails
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, not {text!r}")
     return value
+
+
+def _seconds(text: str) -> float:
+    """A time-out: a number of seconds (``0.5``, ``5``) or a duration (``90s``, ``2m``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            return parse_duration(text).total_seconds()
+        except JobmonError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text!r}")
+    return value
+
+
+def _session_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The global options that shape the logging session, as Jobmon() arguments."""
+    return {
+        "lock_timeout": args.lock_timeout,
+        "statement_timeout": args.statement_timeout,
+        "prepare": args.prepare,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,11 +126,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dsn", help="libpq connection string (default: $JOBMON_DSN, libpq env)")
     parser.add_argument("--schema", default="jobmon", help="the jobmon schema (default: jobmon)")
+    parser.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=DEFAULT_LOCK_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up waiting for a lock after this long (default {DEFAULT_LOCK_TIMEOUT:g}; "
+        "0: the server's setting)",
+    )
+    parser.add_argument(
+        "--statement-timeout",
+        type=_seconds,
+        default=DEFAULT_STATEMENT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"cancel any statement running this long (default {DEFAULT_STATEMENT_TIMEOUT:g}; "
+        "0: the server's setting)",
+    )
+    prepare = parser.add_mutually_exclusive_group()
+    prepare.add_argument(
+        "--no-prepare",
+        dest="prepare",
+        action="store_const",
+        const=False,
+        help="no prepared statements (PgBouncer before 1.21 in transaction mode; a pooler is "
+        "also detected by itself)",
+    )
+    prepare.add_argument(
+        "--prepare",
+        dest="prepare",
+        action="store_const",
+        const=True,
+        help="prepared statements even behind a pooler (PgBouncer 1.21+ with "
+        "max_prepared_statements)",
+    )
     parser.add_argument("-V", "--version", action="version", version=f"pg-jobmon {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    commands.add_parser("install", help="create or upgrade the jobmon schema")
+    install = commands.add_parser(
+        "install",
+        help="create or upgrade the jobmon schema (and, on request, its roles)",
+        description="Create or upgrade the jobmon schema. With --create-roles, also create "
+        "the least-privilege roles (NOLOGIN; existing ones are reused) and grant them their "
+        "privileges: re-run it after every upgrade. --print-grants prints that SQL instead, "
+        "for a DBA to pipe into psql, and touches nothing.",
+    )
+    mode = install.add_mutually_exclusive_group()
+    mode.add_argument("--create-roles", action="store_true", help="also create and grant the roles")
+    mode.add_argument(
+        "--print-grants", action="store_true", help="print the roles' SQL; change nothing"
+    )
+    for kind, default, does in (
+        ("writer", roles.DEFAULT_WRITER, "logs jobs"),
+        ("monitor", roles.DEFAULT_MONITOR, "reads and checks"),
+        ("admin", roles.DEFAULT_ADMIN, "configures and purges"),
+    ):
+        install.add_argument(
+            f"--{kind}-role",
+            metavar="ROLE",
+            help=f"the role that {does} (default {default}; '' leaves it out)",
+        )
+    install.add_argument(
+        "--read-all-stats",
+        action="store_true",
+        help="grant pg_read_all_stats to the monitor and admin roles (superuser only): they "
+        "then see other roles' sessions, so RUNNING/BLOCKED and running jobs are exact",
+    )
+    install.add_argument(
+        "--signal-backends",
+        action="store_true",
+        help="grant pg_signal_backend to the admin role (superuser only), so cancel_job can "
+        "cancel other roles' sessions",
+    )
 
     check = commands.add_parser(
         "check",
@@ -103,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--history", type=_duration, help="window to look back (e.g. 3d)")
     check.add_argument("--format", choices=["nagios", "json"], default="nagios")
     check.add_argument(
-        "-t", "--timeout", type=_positive_int, default=10, help="give up after N s (default 10)"
+        "-t", "--timeout", type=_timeout, default=10, help="give up after N s (default 10)"
     )
     check.add_argument(
         "--notify",
@@ -180,28 +284,65 @@ def _jobs_table(jobs: list[JobRecord]) -> str:
 # -- commands ---------------------------------------------------------------------------------
 
 
+_ROLE_DEFAULTS = {
+    "writer": roles.DEFAULT_WRITER,
+    "monitor": roles.DEFAULT_MONITOR,
+    "admin": roles.DEFAULT_ADMIN,
+}
+
+
+def _role_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The keyword arguments of ``create_roles`` from ``install``'s options; None when
+    neither --create-roles nor --print-grants was given."""
+    names = {kind: getattr(args, f"{kind}_role") for kind in _ROLE_DEFAULTS}
+    flags = {"read_all_stats": args.read_all_stats, "signal_backends": args.signal_backends}
+    if not (args.create_roles or args.print_grants):
+        if any(v is not None for v in names.values()) or any(flags.values()):
+            raise UsageError("jobmon install: role options need --create-roles or --print-grants")
+        return None
+    for kind, given in names.items():  # '' leaves the role out
+        names[kind] = _ROLE_DEFAULTS[kind] if given is None else given or None
+    return {**names, **flags}
+
+
 def _install(jm: Jobmon, args: argparse.Namespace) -> int:
+    role_options = _role_options(args)
+    if role_options is not None and args.print_grants:
+        sys.stdout.write(jm.roles_script(**role_options))
+        return 0
     applied = jm.install()
     version = jm.schema_version()
     if applied:
         print(f"schema {jm.schema!r} upgraded to version {version} (applied {applied})")
     else:
         print(f"schema {jm.schema!r} is up to date (version {version})")
+    if role_options is not None:
+        created = jm.create_roles(**role_options)
+        for kind in _ROLE_DEFAULTS:
+            name = role_options[kind]
+            if name is not None:
+                state = "created (NOLOGIN)" if name in created else "exists, reused"
+                print(f"{kind} role {name!r}: {state}; privileges granted")
+        print(
+            "grant the roles to login roles (e.g. GRANT jobmon_writer TO etl_jobmon); run "
+            "`jobmon install --create-roles` again after every upgrade"
+        )
     return 0
 
 
 def _jobs(jm: Jobmon, args: argparse.Namespace) -> int:
+    # "is not None": an empty --name/--like/--status is refused, never read as "all runs"
     if args.running:
         found = jm.show_running(args.limit)
-        if args.status:
+        if args.status is not None:
             raise UsageError("jobmon jobs: --running and --status cannot be combined")
-    elif args.like:
+    elif args.like is not None:
         found = jm.show_job_like(args.like, args.limit)
-        if args.status:
+        if args.status is not None:
             found = [j for j in found if j.status == args.status]
-    elif args.status:
+    elif args.status is not None:
         found = jm.show_job_status(args.status, args.limit, name=args.name)
-    elif args.name:
+    elif args.name is not None:
         found = jm.show_job(args.name, args.limit)
     else:
         found = jm.show_job_like(".", args.limit)
@@ -210,7 +351,8 @@ def _jobs(jm: Jobmon, args: argparse.Namespace) -> int:
 
 
 def _steps(jm: Jobmon, args: argparse.Namespace) -> int:
-    job: int | str = int(args.job) if args.job.isdigit() else args.job
+    digits = args.job.isascii() and args.job.isdigit()  # "²".isdigit(), but int("²") fails
+    job: int | str = int(args.job) if digits else args.job
     found = jm.show_detail(job, args.jobs)
     if not found:
         print("no steps found")
@@ -347,6 +489,7 @@ def _check(args: argparse.Namespace) -> int:
         jm = Jobmon(
             args.dsn,
             schema=args.schema,
+            **_session_args(args),
             connect_timeout=max(1, args.timeout - 1),
             plugins=plugins,
         )
@@ -411,23 +554,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "check" in argv:
             fmt = "json" if "json" in argv else "nagios"
             return _unknown(f"bad arguments: {exc}", fmt)
-        print(f"{exc}\n(see jobmon --help)", file=sys.stderr)
+        print(f"{printable(str(exc))}\n(see jobmon --help)", file=sys.stderr)
         return 2
     if args.command == "check":
         return _check(args)
     if args.command == "version":
         return _version(None, args)
     try:
-        jm = Jobmon(args.dsn, schema=args.schema)
+        jm = Jobmon(args.dsn, schema=args.schema, **_session_args(args))
         try:
             return COMMANDS[args.command](jm, args)
         finally:
             jm.close()
     except UsageError as exc:
-        print(f"{exc}\n(see jobmon --help)", file=sys.stderr)
+        print(f"{printable(str(exc))}\n(see jobmon --help)", file=sys.stderr)
         return 2
-    except JobmonError as exc:
-        print(f"jobmon: error: {exc}", file=sys.stderr)
+    except JobmonError as exc:  # one line, whatever names or texts the message quotes
+        print(f"jobmon: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("jobmon: interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from . import validation
 from .errors import InvalidArgumentError, JobmonError
 
 if TYPE_CHECKING:
@@ -35,10 +36,11 @@ BETWEEN_STEPS = "EXCEPTION outside a step"
 
 
 def describe(exc: BaseException) -> str:
-    """``ValueError: boom`` (just ``ValueError`` when it has no text); NULs made visible."""
+    """``ValueError: boom`` (just ``ValueError`` when it has no text); NULs and lone
+    surrogates (undecodable bytes of a file name...) made visible, so it can be stored."""
     text = str(exc).strip()
     described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return described.replace("\x00", "\\x00")
+    return validation.storable(described)
 
 
 class Step:
@@ -64,6 +66,7 @@ class Step:
         if self.step_id is not None:
             raise InvalidArgumentError(f"step {self.action!r} was already entered once")
         self.step_id = self.job.jobmon.add_step(self.job._require_started(), self.action)
+        self.job._steps += 1  # counted once logged: a refused action logged no step
         return self
 
     def __exit__(
@@ -74,7 +77,13 @@ class Step:
     ) -> None:
         assert self.step_id is not None
         if exc is None:
-            self.job.jobmon.update_step(self.step_id, self.status, self.message)
+            try:
+                self.job.jobmon.update_step(self.step_id, self.status, self.message)
+            except InvalidArgumentError as bad:  # a status or message that cannot be stored:
+                self.job._recorded = bad  # the step must not stay open
+                update = self.job.jobmon.update_step
+                _log_quietly(bad, update, self.step_id, STEP_FAILED, describe(bad))
+                raise
             return
         self.job._recorded = exc
         _log_quietly(exc, self.job.jobmon.update_step, self.step_id, STEP_FAILED, describe(exc))
@@ -103,7 +112,6 @@ class Job:
     def step(self, action: str) -> Step:
         """A step of this job, logged when its ``with`` block is entered."""
         self._require_started()
-        self._steps += 1
         return Step(self, action)
 
     def close(self) -> None:

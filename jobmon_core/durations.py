@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
 from .errors import InvalidArgumentError
+from .validation import MAX_DURATION
 
 _UNITS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -33,6 +35,10 @@ def parse_duration(text: str) -> timedelta:
             )
         total += float(match[1]) * _UNITS[match[2]]
         position = match.end()
+    if total > MAX_DURATION.total_seconds():  # also keeps timedelta() from overflowing
+        raise InvalidArgumentError(
+            f"the duration {text!r} is too long: at most 1000 years ({MAX_DURATION.days}d)"
+        )
     return timedelta(seconds=total)
 
 
@@ -41,6 +47,8 @@ def format_duration(value: timedelta | float | None) -> str:
     if value is None:
         return ""
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds):  # a real column set to 'NaN' or 'Infinity' by hand
+        return f"{seconds} s"
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
     if seconds < 10:

@@ -64,3 +64,20 @@ class JobmonPermissionError(DatabaseError, PermissionError):
 
 class JobmonConnectionError(JobmonError, ConnectionError):
     """The logging database cannot be reached (or was lost and could not be reached again)."""
+
+
+class JobmonTimeoutError(DatabaseError, TimeoutError):
+    """The server gave up on a jobmon statement (``lock_timeout``, ``statement_timeout``).
+
+    The statement was rolled back, so nothing of it was written and it may be retried; the
+    logging connection stays usable.
+    """
+
+
+class LockTimeoutError(JobmonTimeoutError):
+    """A jobmon statement waited longer than ``lock_timeout`` for a lock another session
+    holds (a long transaction, the job's own transaction, ``LOCK``/``TRUNCATE``/``ALTER``)."""
+
+
+class StatementTimeoutError(JobmonTimeoutError):
+    """A jobmon statement ran longer than ``statement_timeout``."""

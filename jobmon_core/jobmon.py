@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 import psycopg
-from psycopg.sql import Identifier
+from psycopg.sql import Composed, Identifier
 
-from . import caller, schema, validation
+from . import caller, roles, schema, validation
 from .alerts import Alert
 from .buffer import StepBuffer
 from .checker import CheckConfig, Checker, RunState
 from .connection import (
     DEFAULT_APPLICATION_NAME,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
     ConnectionTarget,
     LoggingConnection,
+    SessionSettings,
     resolve_target,
     translate_error,
 )
@@ -29,6 +33,7 @@ from .writer import Writer
 
 DEFAULT_SCHEMA = "jobmon"
 STATUS_TABLE = "job_status_text"
+T = TypeVar("T")
 _MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names: refuse them instead
 
 
@@ -37,6 +42,11 @@ def _identifier(value: object, what: str) -> str:
     if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
         raise InvalidArgumentError(
             f"{what} {name!r} is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte limit"
+        )
+    if "%" in name:  # psycopg reads a % anywhere in a statement that has parameters as one
+        raise InvalidArgumentError(
+            f"{what} {name!r} contains '%', which psycopg would take for a query parameter "
+            "placeholder in every statement naming it; choose a name without '%'"
         )
     return name
 
@@ -58,6 +68,26 @@ class Jobmon:
     ``max_buffer`` steps, and before any job-level write), an order of magnitude faster, at
     the price stated in :mod:`jobmon_core.buffer`: a process killed without exit handlers
     loses its unflushed steps. Durable (the default) writes every call before returning.
+
+    ``lock_timeout`` and ``statement_timeout`` (seconds, or a ``timedelta``) bound the
+    server-side waits of the logging session: a call blocked by a lock held elsewhere (the
+    job's own open transaction included, which would otherwise wait forever: the deadlock
+    detector cannot see a session waiting for its own client) raises
+    :class:`~jobmon_core.errors.LockTimeoutError` after ``lock_timeout``, and any statement
+    (checks, reports, ``job_log_clear`` batches share the session) raises
+    :class:`~jobmon_core.errors.StatementTimeoutError` after ``statement_timeout``. Both
+    are rolled back and may be retried. ``None`` or 0 leaves the server's setting (ALTER
+    ROLE/DATABASE, postgresql.conf) in force. They are sent at connect time (libpq
+    ``options``, before the connection string's own ``options``, whose settings win), and
+    apply neither to :meth:`install` nor to your own connections.
+
+    ``prepare`` picks server-side prepared statements: ``None`` (default) uses them unless a
+    connection pooler is detected (PgBouncer in transaction mode would run a statement
+    prepared on one server connection on another); ``False`` never (behind any pooler that
+    does not track them, e.g. PgBouncer before 1.21); ``True`` always (direct connections,
+    PgBouncer 1.21+ with ``max_prepared_statements`` > 0). Behind a pooler that refuses the
+    ``options`` startup parameter (PgBouncer), pg-jobmon connects without it and warns once:
+    set the time-outs on the server then (``ALTER ROLE ... SET lock_timeout = '5s'``).
     """
 
     def __init__(
@@ -67,7 +97,9 @@ class Jobmon:
         schema: str = DEFAULT_SCHEMA,
         application_name: str = DEFAULT_APPLICATION_NAME,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
-        prepare: bool = True,
+        lock_timeout: float | timedelta | None = DEFAULT_LOCK_TIMEOUT,
+        statement_timeout: float | timedelta | None = DEFAULT_STATEMENT_TIMEOUT,
+        prepare: bool | None = None,
         plugins: pluggy.PluginManager | None = None,
         buffered: bool = False,
         flush_interval: float = 0.2,
@@ -82,12 +114,22 @@ class Jobmon:
         self._target = resolve_target(
             dsn, application_name=application_name, connect_timeout=connect_timeout
         )
-        self._connection = LoggingConnection(self._target, prepare=prepare)
+        self._connection = LoggingConnection(
+            self._target,
+            prepare=prepare,
+            settings=SessionSettings.create(lock_timeout, statement_timeout),
+        )
         self._writer = Writer(self._connection, self.schema)
         self._buffer: StepBuffer | None = None
         if buffered:
-            if not isinstance(flush_interval, int | float) or flush_interval <= 0:
-                raise InvalidArgumentError("flush_interval must be a positive number of seconds")
+            if (
+                isinstance(flush_interval, bool)
+                or not isinstance(flush_interval, int | float)
+                or not 0 < flush_interval <= 3600  # a Timer needs a finite wait (not nan/inf)
+            ):
+                raise InvalidArgumentError(
+                    "flush_interval must be a positive number of seconds, at most 3600"
+                )
             if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
                 raise InvalidArgumentError("max_buffer must be a positive int")
             self._buffer = StepBuffer(
@@ -140,9 +182,66 @@ class Jobmon:
 
         Idempotent, and safe when several processes call it at once.
         """
+        return self._on_own_connection(lambda conn: schema.install(conn, self.schema))
+
+    def grant_statements(
+        self,
+        writer: str | None = roles.DEFAULT_WRITER,
+        monitor: str | None = roles.DEFAULT_MONITOR,
+        admin: str | None = roles.DEFAULT_ADMIN,
+        *,
+        read_all_stats: bool = False,
+        signal_backends: bool = False,
+    ) -> list[Composed]:
+        """The GRANT statements giving each role (None: left out) its least privileges on
+        this schema, composed with ``psycopg.sql`` (``.as_string(conn)`` shows them). Nothing
+        is sent to the database. See :mod:`jobmon_core.roles` for what each role gets."""
+        wanted = roles.Roles(writer, monitor, admin, read_all_stats, signal_backends)
+        return roles.grant_statements(self.schema, wanted)
+
+    def roles_script(
+        self,
+        writer: str | None = roles.DEFAULT_WRITER,
+        monitor: str | None = roles.DEFAULT_MONITOR,
+        admin: str | None = roles.DEFAULT_ADMIN,
+        *,
+        read_all_stats: bool = False,
+        signal_backends: bool = False,
+    ) -> str:
+        """The SQL script ``create_roles`` runs (create missing roles NOLOGIN, then grant),
+        one transaction with comments, for a DBA to review and pipe into ``psql``."""
+        wanted = roles.Roles(writer, monitor, admin, read_all_stats, signal_backends)
+        return roles.script(self.schema, wanted)
+
+    def create_roles(
+        self,
+        writer: str | None = roles.DEFAULT_WRITER,
+        monitor: str | None = roles.DEFAULT_MONITOR,
+        admin: str | None = roles.DEFAULT_ADMIN,
+        *,
+        read_all_stats: bool = False,
+        signal_backends: bool = False,
+    ) -> list[str]:
+        """Create the roles that do not exist yet (NOLOGIN: grant them to login roles) and
+        grant every role its privileges, in one transaction; return the roles created now.
+
+        Idempotent: existing roles are reused as they are, grants only add. The schema must
+        be installed at the newest version; call this again after each ``install()`` that
+        upgraded it. Needs CREATEROLE and the ownership of the jobmon objects (or a
+        superuser); :class:`JobmonPermissionError` says so otherwise."""
+        wanted = roles.Roles(writer, monitor, admin, read_all_stats, signal_backends)
+        return self._on_own_connection(lambda conn: roles.create_roles(conn, self.schema, wanted))
+
+    def _on_own_connection(self, operation: Callable[[psycopg.Connection], T]) -> T:
+        """Run ``operation`` on a connection of its own (autocommit), for schema and role
+        changes, which must not share the logging connection's retry-once semantics."""
         try:
-            with psycopg.connect(self._target.conninfo, autocommit=True) as conn:
-                return schema.install(conn, self.schema)
+            # Never prepared: behind a transaction pooler a named statement would outlive this
+            # connection on a server connection other clients then get (PgBouncer < 1.21).
+            with psycopg.connect(
+                self._target.conninfo, autocommit=True, prepare_threshold=None
+            ) as conn:
+                return operation(conn)
         except psycopg.OperationalError as exc:
             if exc.sqlstate is None:
                 raise JobmonConnectionError(
@@ -170,7 +269,7 @@ class Jobmon:
         every process of one run logs into one job, without a race.
         """
         validation.name(name)
-        validation.text(run_key, "run_key", allow_none=True, allow_empty=False)
+        validation.key(run_key, "run_key", allow_none=True)
         owner: str | None = None
         pid: int | None = None
         if conn is not None:
@@ -190,7 +289,7 @@ class Jobmon:
         rescheduled sensor starts it again)."""
         validation.ident(job_id, "job_id")
         validation.text(action, "action")
-        validation.text(step_key, "step_key", allow_none=True, allow_empty=False)
+        validation.key(step_key, "step_key", allow_none=True)
         if step_key is not None:
             self._flush_before_job_write()
             return self._writer.add_run_step(job_id, step_key, action)
@@ -258,10 +357,11 @@ class Jobmon:
         validation.ident(job_id, "job_id")
         validation.text(action, "action")
         caller.require_connection(conn)
+        caller.require_query(conn, sql)
         step_id = self.add_step(job_id, action)
         try:
             rows = caller.run_sql(conn, sql, params)
-        except psycopg.Error as exc:
+        except Exception as exc:  # the statement failed, or its params could not be sent
             self.update_step(step_id, STEP_FAILED, caller.error_text(exc))
             return False
         self.update_step(step_id, STEP_OK, f"Rows affected: {rows}")
@@ -277,6 +377,7 @@ class Jobmon:
         """
         validation.name(name)
         caller.require_connection(conn)
+        caller.require_query(conn, sql)
         job_id = self.add_job(name, conn=conn)
         failed = f"Job ID {job_id} failed. See job_detail table for more details"
         lock_action = f"Obtaining advisory lock for job: {name}"
@@ -295,7 +396,7 @@ class Jobmon:
             step_id = self.add_step(job_id, action)
             try:
                 rows = caller.run_sql(conn, sql, params)
-            except psycopg.Error as exc:
+            except Exception as exc:  # the statement failed, or its params could not be sent
                 self.update_step(step_id, STEP_FAILED, caller.error_text(exc))
                 self.fail_job(job_id)
                 return failed

@@ -13,9 +13,16 @@ above 3 included), 3 UNKNOWN when the check could not run at all.
 from __future__ import annotations
 
 from .alerts import CRITICAL, OK, UNKNOWN_EXIT, WARNING, Alert, worst
+from .text import printable
 
 SERVICE = "JOBMON"
 STATE_NAMES = {0: "OK", 1: "WARNING", 2: "CRITICAL", UNKNOWN_EXIT: "UNKNOWN"}
+
+
+def _plain(value: str | None) -> str:
+    """A job name or text as plugin output: one line, and no ``|``, which starts perfdata
+    (a job named ``A|B`` would otherwise turn the rest of the line into bad perfdata)."""
+    return printable(value or "").replace("|", "\N{BROKEN BAR}")
 
 
 def exit_code(alerts: list[Alert]) -> int:
@@ -48,17 +55,17 @@ def render(alerts: list[Alert], seconds: float) -> tuple[str, int]:
     state = STATE_NAMES[code]
     problems = [a for a in alerts if not a.is_ok]
     if not problems:
-        text = next((a.alert_text for a in alerts), "All jobs run successfully")
+        text = _plain(next((a.alert_text for a in alerts), "All jobs run successfully"))
         return f"{SERVICE} {state} - {text} | {perfdata(alerts, seconds)}", code
     noun = "problem" if len(problems) == 1 else "problems"
-    summary = "; ".join(f"{a.job_name}: {a.alert_text}" for a in problems)
+    summary = "; ".join(f"{_plain(a.job_name)}: {_plain(a.alert_text)}" for a in problems)
     lines = [f"{SERVICE} {state} - {len(problems)} {noun}: {summary}"]
-    width = max(len(a.job_name or "") for a in problems)
-    status_width = max(len(a.alert_status or "") for a in problems)
+    width = max(len(_plain(a.job_name)) for a in problems)
+    status_width = max(len(_plain(a.alert_status)) for a in problems)
     for a in problems:
         lines.append(
-            f"{level_name(a.alert_code):<12} {(a.job_name or ''):<{width}}  "
-            f"{(a.alert_status or ''):<{status_width}}  {a.alert_text}"
+            f"{level_name(a.alert_code):<12} {_plain(a.job_name):<{width}}  "
+            f"{_plain(a.alert_status):<{status_width}}  {_plain(a.alert_text)}"
         )
     lines[-1] += f" | {perfdata(alerts, seconds)}"
     return "\n".join(lines), code
@@ -66,7 +73,7 @@ def render(alerts: list[Alert], seconds: float) -> tuple[str, int]:
 
 def unknown(reason: str) -> tuple[str, int]:
     """The output when the check itself could not run: never OK, never a traceback."""
-    first_line = " ".join(reason.split())
+    first_line = _plain(" ".join(reason.split()))
     return f"{SERVICE} UNKNOWN - {first_line}", UNKNOWN_EXIT
 
 

@@ -63,9 +63,8 @@ class StepRecord:
 
 
 def limit_arg(value: object, what: str = "limit") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{what} must be a positive int, not {value!r}")
-    return value
+    """A positive int that fits the bigint of ``LIMIT``."""
+    return validation.count(value, what)
 
 
 class Reports:
@@ -166,6 +165,7 @@ class Reports:
         logged as a job of its own, as upstream; return the number of runs deleted."""
         if not isinstance(older_than, timedelta) or older_than < timedelta(0):
             raise InvalidArgumentError("older_than must be a datetime.timedelta of zero or more")
+        validation.duration(older_than, "older_than")  # now() - older_than must be a timestamp
         batch_size = limit_arg(batch_size, "batch_size")
         boundary, boundary_text = self._connection.run(
             lambda conn, _: conn.execute(

@@ -180,6 +180,18 @@ class Writer:
 
     # -- writes -------------------------------------------------------------------------------
 
+    def _pid(self, pid: int | None) -> int | None:
+        """The pid to record for a job; ``None`` means the logging session's own.
+
+        Behind a transaction pooler (PgBouncer) the logging session's backend is a shared
+        server connection that outlives the job and runs other clients' queries: recording
+        it would make ``show_running``/RUNNING follow a stranger and let ``cancel_job``
+        cancel another application's query. No backend has pid 0, so 0 records "no session
+        of its own": never running, never signalled, still closable by ``cancel_job``."""
+        if pid is None and self._connection.pooled:
+            return 0
+        return pid
+
     def add_job(self, name: str, *, owner: str | None, pid: int | None) -> int:
         job_id: int | None = None
 
@@ -187,7 +199,7 @@ class Writer:
             nonlocal job_id
             if job_id is None:
                 job_id = self._take_job_id(conn)
-            params = {"job_id": job_id, "owner": owner, "name": name, "pid": pid}
+            params = {"job_id": job_id, "owner": owner, "name": name, "pid": self._pid(pid)}
             row = conn.execute(self._sql.add_job, params).fetchone()
             if row is None and not retrying:
                 raise DatabaseError(
@@ -201,9 +213,13 @@ class Writer:
 
     def add_run_job(self, name: str, run_key: str, *, owner: str | None, pid: int | None) -> int:
         """Get or create the job of ``run_key``: idempotent by nature, so retry-safe."""
-        params = {"name": name, "run_key": run_key, "owner": owner, "pid": pid}
         statement = self._sql.run_job()
-        return self._connection.run(lambda conn, _: conn.execute(statement, params).fetchone()[0])
+
+        def write(conn: psycopg.Connection, _: bool) -> int:
+            params = {"name": name, "run_key": run_key, "owner": owner, "pid": self._pid(pid)}
+            return conn.execute(statement, params).fetchone()[0]  # type: ignore[index]
+
+        return self._connection.run(write)
 
     def add_run_step(self, job_id: int, step_key: str, action: str) -> int:
         """Get or create the step ``step_key`` of a job: idempotent, so retry-safe."""

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools import pg
 from jobmon_core import Jobmon, SchemaError
 from jobmon_core.schema import load_migrations
 
@@ -211,13 +212,15 @@ def _install(dsn: str, schema: str, barrier) -> list[int]:  # runs in a child pr
     return Jobmon(dsn, schema=schema).install()
 
 
-def test_concurrent_installs_apply_each_migration_once(dsn, schema_name):
-    n = 4
+def test_concurrent_installs_apply_each_migration_once(pg_server):
+    """8 processes install at the same moment on a fresh database: one applies each
+    migration, the others wait for it and find nothing left to do."""
+    n = 8
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
+    with pg.fresh_database(pg_server, "jobmon_install") as fresh, ctx.Manager() as manager:
         barrier = manager.Barrier(n)
         with ctx.Pool(n) as pool:
-            results = pool.starmap(_install, [(dsn, schema_name, barrier)] * n)
-    applied = sorted(v for r in results for v in r)
-    assert applied == list(range(1, len(load_migrations()) + 1))
-    assert Jobmon(dsn, schema=schema_name).schema_version() == len(load_migrations())
+            results = pool.starmap(_install, [(fresh, "jobmon", barrier)] * n)
+        applied = sorted(v for r in results for v in r)
+        assert applied == list(range(1, len(load_migrations()) + 1))
+        assert Jobmon(fresh).schema_version() == len(load_migrations())

@@ -10,7 +10,12 @@ from airflow.sdk import BaseHook
 from psycopg.conninfo import make_conninfo
 
 from jobmon_core import InvalidArgumentError, Jobmon, JobmonError
-from jobmon_core.connection import resolve_target
+from jobmon_core.connection import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+    resolve_target,
+    timeout_ms,
+)
 
 # Connection extras passed on to libpq; anything else in the extras is ignored.
 LIBPQ_EXTRAS = (
@@ -33,8 +38,12 @@ ACCEPTED_TYPES = ("jobmon", "postgres", "postgresql")
 DEFAULT_CONNECT_TIMEOUT = 5  # short: logging must never hold a task up for long
 DEFAULT_APPLICATION_NAME = "airflow-jobmon"
 # Bounded waits in the server too: a logging call that meets a lock gives up instead of
-# holding a task, the dag-processor or the scheduler (override with the `options` extra).
-DEFAULT_OPTIONS = "-c lock_timeout=5s -c statement_timeout=15s"
+# holding a task, the dag-processor or the scheduler. They are Jobmon's own defaults, set on
+# the logging session only (never on get_conn()'s work connection, which runs your SQL);
+# the extras `lock_timeout` and `statement_timeout` (seconds; null or 0: the server's) change
+# them, and an `options` extra with `-c lock_timeout=...` overrides them.
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
 
 
 class JobmonHook(BaseHook):
@@ -45,6 +54,12 @@ class JobmonHook(BaseHook):
     password and ``schema`` (the *database* name, as the postgres provider reads it) build
     the libpq connection; the extras may add ``jobmon_schema`` (default ``jobmon``) and libpq
     options such as ``sslmode``, ``connect_timeout`` or ``application_name``.
+
+    The logging session's extras: ``lock_timeout`` and ``statement_timeout`` (seconds,
+    default 5 and 15; null or 0 leaves the server's setting), ``prepare`` (true/false;
+    default "auto": on unless a connection pooler is detected) and ``pgbouncer`` (true: the
+    connection goes through PgBouncer in transaction mode, so no prepared statements and no
+    startup ``options``, the time-outs being set on the server with ``ALTER ROLE ... SET``).
 
     The connection is fetched on first use, never at DAG parse time.
     """
@@ -82,10 +97,30 @@ class JobmonHook(BaseHook):
         params.update({k: extras[k] for k in LIBPQ_EXTRAS if extras.get(k) not in (None, "")})
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         params.setdefault("application_name", DEFAULT_APPLICATION_NAME)
-        params.setdefault("options", DEFAULT_OPTIONS)
         params = {k: str(v) for k, v in params.items() if v is not None}
         schema = str(extras.get("jobmon_schema") or "jobmon")
         return make_conninfo("", **params), schema
+
+    @staticmethod
+    def jobmon_options(conn: Any) -> dict[str, Any]:
+        """The :class:`~jobmon_core.Jobmon` arguments of an Airflow connection's extras:
+        ``lock_timeout``, ``statement_timeout``, ``prepare`` (see the class docstring)."""
+        extras = conn.extra_dejson or {}
+        pgbouncer = _flag(extras.get("pgbouncer", False), "pgbouncer", conn.conn_id)
+        options: dict[str, Any] = {
+            "prepare": False if pgbouncer else None,
+            "lock_timeout": None if pgbouncer else DEFAULT_LOCK_TIMEOUT,
+            "statement_timeout": None if pgbouncer else DEFAULT_STATEMENT_TIMEOUT,
+        }
+        for name in ("lock_timeout", "statement_timeout"):
+            if name in extras:
+                options[name] = _seconds(extras[name], name, conn.conn_id)
+        prepare = extras.get("prepare")
+        if isinstance(prepare, str) and prepare.strip().lower() in ("", "auto"):
+            options["prepare"] = None
+        elif prepare is not None:
+            options["prepare"] = _flag(prepare, "prepare", conn.conn_id)
+        return options
 
     def get_conninfo(self) -> tuple[str, str]:
         return self.conninfo_from(self.connection)
@@ -102,7 +137,12 @@ class JobmonHook(BaseHook):
     @cached_property
     def _jobmon(self) -> Jobmon:
         conninfo, schema = self.get_conninfo()
-        jobmon = Jobmon(conninfo, schema=schema, application_name=DEFAULT_APPLICATION_NAME)
+        jobmon = Jobmon(
+            conninfo,
+            schema=schema,
+            application_name=DEFAULT_APPLICATION_NAME,
+            **self.jobmon_options(self.connection),
+        )
         self.log.info("jobmon: %s, schema %s", jobmon.target.display, schema)
         return jobmon
 
@@ -137,6 +177,33 @@ class JobmonHook(BaseHook):
         if name.startswith("_") or name not in _JOBMON_METHODS:
             raise AttributeError(name)
         return getattr(self.get_jobmon(), name)
+
+
+def _seconds(value: Any, name: str, conn_id: str) -> float | None:
+    """A time-out extra: a number of seconds (JSON number or numeric string), null or 0."""
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        seconds = None
+    if seconds is None:
+        raise InvalidArgumentError(
+            f"connection {conn_id!r}: the extra {name!r} must be a number of seconds or null, "
+            f"not {value!r}"
+        )
+    timeout_ms(seconds, f"connection {conn_id!r}: the extra {name!r}")  # range check
+    return seconds
+
+
+def _flag(value: Any, name: str, conn_id: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidArgumentError(
+        f"connection {conn_id!r}: the extra {name!r} must be true or false, not {value!r}"
+    )
 
 
 _JOBMON_METHODS = frozenset(

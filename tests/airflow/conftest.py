@@ -4,6 +4,7 @@ database. The environment is set here, before anything imports Airflow."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 TEST_DAGS = Path(__file__).parent / "dags"
 EXAMPLES = Path(__file__).parent.parent.parent / "dags_examples"
 _home = tempfile.mkdtemp(prefix="pg-jobmon-airflow-")
+atexit.register(shutil.rmtree, _home, ignore_errors=True)
 # The DAG bundle: the test DAGs and the examples, linked into one folder of the run's own.
 DAGS = Path(_home) / "dags"
 DAGS.mkdir()

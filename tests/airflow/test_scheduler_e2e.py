@@ -6,6 +6,7 @@ dag-processor, and the listener's DAG-run hooks inside the scheduler, which must
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -48,6 +49,7 @@ def _wait(what: str, condition, deadline: float, procs: dict) -> None:
 def test_a_real_scheduler_logs_callbacks_and_listener_runs(dsn, jm):
     deadline = time.monotonic() + DEADLINE
     home = Path(tempfile.mkdtemp(prefix="pg-jobmon-e2e-"))
+    passed = False
     port = _free_port()
     env = {
         **os.environ,
@@ -126,6 +128,7 @@ def test_a_real_scheduler_logs_callbacks_and_listener_runs(dsn, jm):
             assert proc.poll() is None, f"airflow {name} died: see {home / (name + '.log')}"
         scheduler_log = (home / "scheduler.log").read_text()
         assert "UNEXPECTED COMMIT" not in scheduler_log
+        passed = True
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -138,3 +141,5 @@ def test_a_real_scheduler_logs_callbacks_and_listener_runs(dsn, jm):
                 proc.wait(10)
         for log in logs:
             log.close()
+        if passed:  # a failure keeps the home: its logs say what went wrong
+            shutil.rmtree(home, ignore_errors=True)
