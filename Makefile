@@ -14,6 +14,7 @@ demo: $(VENV)/.synced  ## run the demo: embedded PostgreSQL, a failing job, the 
 	$(VENV)/bin/python -m devtools.demo
 
 test: $(VENV)/.synced  ## run the whole test suite (JOBMON_TEST_DSN selects a server)
+	bash devtools/ensure-pgbouncer
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks: on JOBMON_BENCH_DSN, else the system PostgreSQL 15 (it ships dblink, which the
