@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
 from jobmon_core import Alert, InvalidArgumentError
 from jobmon_core.durations import parse_duration
 from jobmon_core.text import table
+from jobmon_core.validation import MAX_DURATION
 
 
 def as_history(value: Any) -> timedelta | None:
     """A templated window: a timedelta, a string such as ``"3 days"`` or ``"72h"``, or None."""
     if value is None or value == "" or isinstance(value, timedelta):
         return value or None
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or not 0 <= value <= MAX_DURATION.total_seconds():
+            raise InvalidArgumentError(
+                f"history in seconds must be from 0 to {MAX_DURATION.total_seconds():.0f}, "
+                f"not {value!r}"
+            )
         return timedelta(seconds=value)
     if isinstance(value, str):
         return parse_duration(value)

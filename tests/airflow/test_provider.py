@@ -305,3 +305,12 @@ def test_the_deferrable_sensor_really_defers(jobmon_conn, jm):
     assert classpath == "jobmon_airflow.triggers.jobmon.JobmonCheckTrigger"
     assert kwargs["jobmon_conn_id"] == "jobmon_default"  # an id, never a connection string
     assert deferred.value.method_name == "execute_complete"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, True, 1e300, b"3 days"])
+def test_a_bad_history_is_a_clear_error(value):
+    from jobmon_airflow._common import as_history
+    from jobmon_core import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="history"):
+        as_history(value)
