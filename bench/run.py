@@ -33,6 +33,10 @@ from jobmon_core import Jobmon
 
 RESULTS: dict[str, object] = {}
 TARGETS: list[tuple[str, bool, str]] = []
+SETTLE_SECONDS = 0.02
+"""Pause before each timed block, so one contender's after-effects do not land on the next."""
+WARM_CALLS = 3
+"""Untimed calls before each timed block (caches, prepared statements)."""
 
 
 def say(text: str = "") -> None:
@@ -45,15 +49,28 @@ def target(name: str, met: bool, detail: str) -> None:
 
 
 def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, per_round: int) -> dict:
-    """ms per call of each contender: median and spread over interleaved rounds."""
+    """ms per call of each contender: median and spread over interleaved rounds.
+
+    The order rotates each round, so every contender runs first, last and after each of the
+    others equally often: a slow contender (the per-call-connection one forks a backend per
+    call) leaves the machine busy for a few ms, and a fixed order would always hand that
+    bill to the same neighbour. A few untimed calls and a short pause before each timed
+    block let that settle."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
+        shift = r % len(names)
+        order = names[shift:] + names[:shift]
+        if (r // len(names)) % 2:
+            order.reverse()
         for name in order:
+            run = contenders[name]
+            time.sleep(SETTLE_SECONDS)
+            for _ in range(WARM_CALLS):
+                run()
             started = time.perf_counter()
             for _ in range(per_round):
-                contenders[name]()
+                run()
             times[name].append((time.perf_counter() - started) / per_round * 1000)
     return {
         n: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)}
@@ -164,7 +181,7 @@ def bench_writer(dsn: str, quick: bool) -> None:
     }
     if percall_conn:
         contenders["original design (dblink per call)"] = percall
-    rounds, per_round = (4, 100) if quick else (10, 500)
+    rounds, per_round = (8, 100) if quick else (10, 500)
     steps = interleaved(contenders, rounds, per_round)
     batch = interleaved({"b": hundred_buffered}, rounds, max(1, per_round // 100))["b"]
     steps["ours (buffered)"] = {k: v / 100 for k, v in batch.items()}

@@ -151,6 +151,22 @@ class Writer:
         self._sql = _Statements(schema)
         self._next_job_id: _Reservation | None = None
         self._next_step_id: _Reservation | None = None
+        self._rendered_for: psycopg.Connection | None = None
+        self._rendered: dict[str, bytes] = {}
+
+    def _hot(self, conn: psycopg.Connection, name: str) -> bytes:
+        """The statement ``name`` of :class:`_Statements` rendered for ``conn``.
+
+        Rendering a ``sql.Composed`` (quoting its identifiers for the connection's encoding)
+        costs a few microseconds on every call; the per-step statements run thousands of
+        times per job, so each is rendered once per connection and sent as bytes."""
+        if conn is not self._rendered_for:
+            self._rendered, self._rendered_for = {}, conn
+        rendered = self._rendered.get(name)
+        if rendered is None:
+            statement: sql.Composable = getattr(self._sql, name)
+            rendered = self._rendered[name] = statement.as_bytes(conn)
+        return rendered
 
     # -- id reservations ----------------------------------------------------------------------
 
@@ -166,14 +182,14 @@ class Writer:
 
     def _take_job_id(self, conn: psycopg.Connection) -> int:
         value, self._next_job_id = self._fresh(self._next_job_id), None
-        return value if value is not None else self._nextval(conn, self._sql.next_job_id)
+        return value if value is not None else self._nextval(conn, self._hot(conn, "next_job_id"))
 
     def _take_step_id(self, conn: psycopg.Connection) -> int:
         value, self._next_step_id = self._fresh(self._next_step_id), None
-        return value if value is not None else self._nextval(conn, self._sql.next_step_id)
+        return value if value is not None else self._nextval(conn, self._hot(conn, "next_step_id"))
 
     @staticmethod
-    def _nextval(conn: psycopg.Connection, statement: sql.Composable) -> int:
+    def _nextval(conn: psycopg.Connection, statement: bytes) -> int:
         row = conn.execute(statement).fetchone()
         assert row is not None
         return row[0]
@@ -200,7 +216,7 @@ class Writer:
             if job_id is None:
                 job_id = self._take_job_id(conn)
             params = {"job_id": job_id, "owner": owner, "name": name, "pid": self._pid(pid)}
-            row = conn.execute(self._sql.add_job, params).fetchone()
+            row = conn.execute(self._hot(conn, "add_job"), params).fetchone()
             if row is None and not retrying:
                 raise DatabaseError(
                     f"job_id {job_id} from job_log_job_id_seq is already in job_log: the "
@@ -243,7 +259,7 @@ class Writer:
                 step_id = self._take_step_id(conn)
             params = {"job_id": job_id, "step_id": step_id, "action": action}
             try:
-                row = conn.execute(self._sql.add_step, params).fetchone()
+                row = conn.execute(self._hot(conn, "add_step"), params).fetchone()
             except pg_errors.ForeignKeyViolation:
                 raise JobNotFoundError(f"no job with job_id {job_id}: add_job() first") from None
             if row is None and not retrying:
@@ -260,7 +276,7 @@ class Writer:
         params = {"step_id": step_id, "status": status, "message": message}
 
         def write(conn: psycopg.Connection, retrying: bool) -> None:
-            if conn.execute(self._sql.update_step, params).rowcount == 0:
+            if conn.execute(self._hot(conn, "update_step"), params).rowcount == 0:
                 raise StepNotFoundError(f"no step with step_id {step_id}: add_step() first")
 
         self._connection.run(write)
@@ -275,7 +291,7 @@ class Writer:
             row = conn.execute(finish, params).fetchone()
             if row is not None:
                 return row[0]
-            exists, end_time, status = conn.execute(self._sql.job_state, params).fetchone()  # type: ignore[misc]
+            exists, end_time, status = conn.execute(self._hot(conn, "job_state"), params).fetchone()  # type: ignore[misc]
             text = conn.execute(status_text, params).fetchone()
             if not exists:
                 raise JobNotFoundError(f"no job with job_id {job_id}")
