@@ -25,6 +25,7 @@ retried after a broken connection lands exactly once.
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import weakref
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from psycopg import sql
 
 from .connection import LoggingConnection
 from .errors import JobNotFoundError, StepNotFoundError
+
+logger = logging.getLogger("jobmon_core")
 
 RESERVE_BLOCK = 256
 
@@ -196,9 +199,7 @@ class StepBuffer:
         try:
             self.flush()
         except Exception:  # the next flush (job end, exit) reports it
-            import logging
-
-            logging.getLogger("jobmon_core").warning(
+            logger.warning(
                 "pg-jobmon: a timed flush of buffered steps failed; will retry", exc_info=True
             )
 
@@ -212,8 +213,4 @@ def _flush_all_at_exit() -> None:
         try:
             buffer.flush()
         except Exception:
-            import logging
-
-            logging.getLogger("jobmon_core").warning(
-                "pg-jobmon: could not flush buffered steps at exit", exc_info=True
-            )
+            logger.warning("pg-jobmon: could not flush buffered steps at exit", exc_info=True)

@@ -44,6 +44,7 @@ from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import (
@@ -138,11 +139,6 @@ def _seconds(ms: int) -> str:
 def _pg_value(ms: int) -> str:
     """A time-out as PostgreSQL reads it: ``5s``, ``300ms``."""
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
-
-
-def _ident(name: str) -> str:
-    """A role name as SQL, quoted when it has to be."""
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -501,7 +497,9 @@ class LoggingConnection:
         role = conninfo_to_dict(self._target.conninfo).get("user") or "<the logging role>"
         if settings:
             statements = "; ".join(
-                f"ALTER ROLE {_ident(role)} SET {name} = '{_pg_value(ms)}'"
+                sql.SQL("ALTER ROLE {} SET {} = {}")
+                .format(sql.Identifier(role), sql.SQL(name), sql.Literal(_pg_value(ms)))
+                .as_string(None)
                 for name, ms in settings.items()
             )
             advice = (

@@ -156,12 +156,9 @@ class Jobmon:
         self._connection.cancel()
 
     def flush(self) -> int:
-        """Write the buffered steps now (``buffered=True``); return how many were written."""
+        """Write the buffered steps now (``buffered=True``); return how many were written.
+        Every job-level write calls it first, so a job never ends before its steps land."""
         return self._buffer.flush() if self._buffer is not None else 0
-
-    def _flush_before_job_write(self) -> None:
-        if self._buffer is not None:
-            self._buffer.flush()
 
     def close(self) -> None:
         """Write buffered steps, then close the logging connection (a later call opens a
@@ -276,7 +273,7 @@ class Jobmon:
             owner, pid = caller.identity(caller.require_connection(conn))
         if run_key is not None:
             return self._writer.add_run_job(name, run_key, owner=owner, pid=pid)
-        self._flush_before_job_write()
+        self.flush()
         job_id = self._writer.add_job(name, owner=owner, pid=pid)
         if self._buffer is not None:
             self._buffer.known_job(job_id)
@@ -291,7 +288,7 @@ class Jobmon:
         validation.text(action, "action")
         validation.key(step_key, "step_key", allow_none=True)
         if step_key is not None:
-            self._flush_before_job_write()
+            self.flush()
             return self._writer.add_run_step(job_id, step_key, action)
         if self._buffer is not None:
             return self._buffer.add_step(job_id, action)
@@ -311,7 +308,7 @@ class Jobmon:
     def close_job(self, job_id: int, *, status_table: str | None = None) -> None:
         """Finish a job successfully (the status text of alert code 1)."""
         validation.ident(job_id, "job_id")
-        self._flush_before_job_write()
+        self.flush()
         status = self._writer.finish_job(job_id, 1, self._status_table(status_table))
         self._hooks.job_finished(job_id, status, 1)
 
@@ -319,7 +316,7 @@ class Jobmon:
         """Finish a job unsuccessfully at alert ``level`` (3 CRITICAL by default)."""
         validation.ident(job_id, "job_id")
         validation.level(level)
-        self._flush_before_job_write()
+        self.flush()
         status = self._writer.finish_job(job_id, level, self._status_table(status_table))
         self._hooks.job_finished(job_id, status, level)
 
@@ -333,7 +330,7 @@ class Jobmon:
         orphaned job (its process died) is closed.
         """
         validation.ident(job_id, "job_id")
-        self._flush_before_job_write()
+        self.flush()
         signalled, status = self._writer.cancel_job(job_id, self._status_table(status_table))
         self._hooks.job_finished(job_id, status, 3)
         return signalled
