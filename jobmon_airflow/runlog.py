@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobmon_core import JobFinishedError, Jobmon, JobmonConnectionError
+from jobmon_core.context import describe as describe_exception
+from jobmon_core.validation import storable
 
 log = logging.getLogger("jobmon_airflow")
 
@@ -102,12 +104,14 @@ def action(task_id: str, map_index: int | None, try_number: int | None) -> str:
 
 
 def describe(error: BaseException | str | None) -> str | None:
+    """A try's error as its step message (``ValueError: boom``), made storable as the core's
+    context managers make it: a NUL or lone surrogate in the text must not keep the step
+    from being closed."""
     if error is None:
         return None
     if isinstance(error, BaseException):
-        text = str(error).strip()
-        return f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return str(error)
+        return describe_exception(error)
+    return storable(str(error))
 
 
 class RunLogger:

@@ -58,6 +58,19 @@ def test_a_failed_run_fails_the_job_with_the_reason(jobmon_conn, jm, dag_module)
     assert [r.status for r in jm.show_job_status("CRITICAL")] == ["CRITICAL"]
 
 
+def test_an_error_text_postgresql_cannot_store_is_logged_escaped(jobmon_conn, jm, dag_module):
+    """A NUL or a lone surrogate in an exception's text (bytes from a file or a socket) is
+    made storable, so the failed try is still closed with its reason."""
+    reason = "bad byte <NUL> in row 7, undecodable <SURROGATE>"
+    run = dag_module.callbacks_dag.test(run_conf={"fail": True, "reason": reason})
+    assert run.state == "failed"
+    (job,) = jm.show_job("jobmon_test_callbacks")
+    assert steps_by_action(jm, job.job_id)["finish [try 1]"] == (
+        "CRITICAL",
+        "ValueError: bad byte \\x00 in row 7, undecodable \\udcff",
+    )
+
+
 def test_three_failed_runs_alert_like_any_job(jobmon_conn, jm, dag_module):
     for _ in range(3):
         dag_module.callbacks_dag.test(run_conf={"fail": True})
