@@ -19,6 +19,8 @@ from jobmon_core.plugins import (
     new_plugin_manager,
 )
 
+from .test_plugins import Exploder
+
 OK_ROW = Alert(1, "OK", None, "All jobs run successfully")
 
 
@@ -43,16 +45,6 @@ class Recorder:
     @hookimpl
     def jobmon_alerts_found(self, alerts, changes):
         self.calls.append(("alerts", {"alerts": alerts, "changes": changes}))
-
-
-class Exploder:
-    @hookimpl
-    def jobmon_job_started(self, job_id):
-        raise RuntimeError("plugin bug")
-
-    @hookimpl
-    def jobmon_alerts_found(self, alerts):
-        raise RuntimeError("notifier down")
 
 
 @pytest.fixture
@@ -146,20 +138,15 @@ def webhook() -> Iterator[ThreadingHTTPServer]:
     server.server_close()
 
 
+def notify_args(dsn, jm, webhook, state) -> list[str]:
+    """`jobmon check --notify` posting to the test webhook, its state in ``state``."""
+    args = ["--dsn", dsn, "--schema", jm.schema, "check", "--notify"]
+    return [*args, "--webhook-url", webhook.url, "--state-file", str(state)]
+
+
 def test_check_notify_end_to_end(dsn, jm, webhook, tmp_path, capsys):
     state = tmp_path / "state.json"
-    args = [
-        "--dsn",
-        dsn,
-        "--schema",
-        jm.schema,
-        "check",
-        "--notify",
-        "--webhook-url",
-        webhook.url,
-        "--state-file",
-        str(state),
-    ]
+    args = notify_args(dsn, jm, webhook, state)
     assert main(args) == 0
     assert webhook.bodies == []
     for _ in range(3):
@@ -178,18 +165,7 @@ def test_check_notify_with_the_webhook_down_still_checks_and_retries(
     dsn, jm, webhook, tmp_path, caplog
 ):
     state = tmp_path / "state.json"
-    args = [
-        "--dsn",
-        dsn,
-        "--schema",
-        jm.schema,
-        "check",
-        "--notify",
-        "--webhook-url",
-        webhook.url,
-        "--state-file",
-        str(state),
-    ]
+    args = notify_args(dsn, jm, webhook, state)
     for _ in range(3):
         jm.fail_job(jm.add_job("broken"))
     webhook.status = 503
@@ -211,20 +187,7 @@ def test_check_notify_needs_a_notifier(dsn, jm, capsys, monkeypatch):
 def test_a_corrupt_state_file_is_unknown(dsn, jm, webhook, tmp_path, capsys):
     state = tmp_path / "state.json"
     state.write_text("{not json")
-    code = main(
-        [
-            "--dsn",
-            dsn,
-            "--schema",
-            jm.schema,
-            "check",
-            "--notify",
-            "--webhook-url",
-            webhook.url,
-            "--state-file",
-            str(state),
-        ]
-    )
+    code = main(notify_args(dsn, jm, webhook, state))
     assert code == 3
     assert "cannot read the --notify state file" in capsys.readouterr()[0]
 

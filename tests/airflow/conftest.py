@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -15,7 +14,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict
+
+from devtools.airflow_env import jobmon_connection
 
 TEST_DAGS = Path(__file__).parent / "dags"
 EXAMPLES = Path(__file__).parent.parent.parent / "dags_examples"
@@ -42,26 +42,10 @@ def airflow_db() -> Iterator[None]:
     shutil.rmtree(_home, ignore_errors=True)
 
 
-def airflow_connection(dsn: str, schema: str, conn_type: str = "jobmon") -> str:
-    """The JSON form of an Airflow connection to the test database."""
-    params = conninfo_to_dict(dsn)
-    return json.dumps(
-        {
-            "conn_type": conn_type,
-            "host": params.get("host"),
-            "port": int(params["port"]) if params.get("port") else None,
-            "login": params.get("user"),
-            "password": params.get("password"),
-            "schema": params.get("dbname"),
-            "extra": {"jobmon_schema": schema, "connect_timeout": 3},
-        }
-    )
-
-
 @pytest.fixture
 def jobmon_conn(dsn, jm, monkeypatch, airflow_db) -> str:
     """``jobmon_default`` points at this test's jobmon schema."""
-    monkeypatch.setenv("AIRFLOW_CONN_JOBMON_DEFAULT", airflow_connection(dsn, jm.schema))
+    monkeypatch.setenv("AIRFLOW_CONN_JOBMON_DEFAULT", jobmon_connection(dsn, jm.schema))
     return "jobmon_default"
 
 

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from .conftest import airflow_connection, load_dag_module, task_states
+from devtools.airflow_env import jobmon_connection
+
+from .conftest import load_dag_module, task_states
 
 SECRET = "Airflow-S3cret-pw"
 
@@ -58,7 +60,7 @@ def test_airflow_cli_lists_the_provider_and_the_connection_type(airflow_db):
 def test_the_hook_reads_json_connections_of_both_types(dsn, jm, monkeypatch, airflow_db, conn_type):
     from jobmon_airflow.hooks.jobmon import JobmonHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_MINE", airflow_connection(dsn, jm.schema, conn_type))
+    monkeypatch.setenv("AIRFLOW_CONN_MINE", jobmon_connection(dsn, jm.schema, conn_type))
     hook = JobmonHook("mine")
     assert hook.test_connection() == (
         True,
@@ -94,7 +96,7 @@ def test_the_hook_reads_uri_connections(dsn, jm, monkeypatch, airflow_db):
 def test_the_hook_says_when_the_schema_is_missing(dsn, jm, monkeypatch, airflow_db):
     from jobmon_airflow.hooks.jobmon import JobmonHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_NO_SCHEMA", airflow_connection(dsn, "not_installed"))
+    monkeypatch.setenv("AIRFLOW_CONN_NO_SCHEMA", jobmon_connection(dsn, "not_installed"))
     ok, message = JobmonHook("no_schema").test_connection()
     assert not ok
     assert "run `jobmon install`" in message

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import airflow_connection
+from devtools.airflow_env import jobmon_connection
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def test_a_real_scheduler_logs_callbacks_and_listener_runs(dsn, jm):
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__JOBMON__ENABLE_LISTENER": "True",
-        "AIRFLOW_CONN_JOBMON_DEFAULT": airflow_connection(dsn, jm.schema),
+        "AIRFLOW_CONN_JOBMON_DEFAULT": jobmon_connection(dsn, jm.schema),
     }
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     subprocess.run(
