@@ -42,4 +42,4 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	touch $@
 
 clean:
-	rm -rf .uv $(VENV) .pytest_cache .ruff_cache
+	rm -rf .uv $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -50,15 +50,86 @@ def server(env_var: str = "JOBMON_TEST_DSN") -> Iterator[Server]:
         return
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
-        import pgserver  # dev dependency: only needed when no server is given
+        from pgserver.postgres_server import get_server  # dev dependency: no server given
 
     datadir = tempfile.mkdtemp(prefix="pg-jobmon-")
-    handle = pgserver.get_server(datadir, cleanup_mode="delete")
+    handle = get_server(datadir, cleanup_mode="delete")
     try:
         yield Server(handle.get_uri(), embedded=handle)
     finally:
         handle.cleanup()
         shutil.rmtree(datadir, ignore_errors=True)
+
+
+def conninfo_params(dsn: str) -> dict[str, str]:
+    """A connection string's parameters, all as text (libpq's are; psycopg types the values
+    ``str | int | None`` because it also takes ints), for code that reads them."""
+    return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+
+
+def _where(params: dict[str, str]) -> str:
+    """Where a connection string points, for a message: host and port, never the password."""
+    host = params.get("host") or params.get("hostaddr") or "the default socket"
+    if host.startswith("/"):
+        host = f"the socket in {host}"
+    return f"{host}, port {params.get('port') or 5432}"
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """libpq's reason, on one line, without its "connection to server ... failed:" preamble
+    (the message that uses it names the server already)."""
+    return " ".join(str(exc).rsplit("failed: ", 1)[-1].split())
+
+
+def setup_problem(srv: Server, env_var: str = "JOBMON_TEST_DSN") -> str | None:
+    """One sentence saying why the tests cannot run on ``srv``, or None when they can.
+
+    The tests need a superuser, and they log in as login roles of their own with a password:
+    the role tests check what each built-in role may do, and PgBouncer (a process of another
+    system user) logs in with the server connection string's password. A server whose
+    pg_hba.conf allows only ``peer``/``ident`` logins accepts the superuser and refuses all
+    of that, so a throwaway login role with a password is tried once here: a run on such a
+    server stops with this sentence instead of failing dozens of tests with libpq's error.
+    """
+    given = conninfo_params(srv.dsn)
+    where, user = _where(given), given.get("user") or "the default user"
+    try:
+        conn = psycopg.connect(srv.dsn, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        return (
+            f"{env_var}: cannot connect to the test server at {where} as {user} "
+            f"({_reason(exc)}); it must name a running server and a superuser that can log in"
+        )
+    with conn:
+        role, superuser = conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() or (user, False)
+        if not superuser:
+            return (
+                f"{env_var}: the role {role} at {where} is not a superuser, and the tests "
+                "create databases and roles: it must name a superuser"
+            )
+        probe, password = f"jobmon_login_probe_{secrets.token_hex(6)}", secrets.token_hex(16)
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(probe), sql.Literal(password)
+            )
+        )
+        try:
+            probe_dsn = make_conninfo(srv.dsn, user=probe, password=password)
+            with psycopg.connect(probe_dsn, connect_timeout=10):
+                pass
+        except psycopg.Error as exc:
+            return (
+                f"{env_var}: the test server at {where} refuses a password login for a role "
+                f"the tests create ({_reason(exc)}); the role and PgBouncer tests log in as "
+                "roles of their own with a password, so the server must accept password logins "
+                f"(pg_hba.conf: scram-sha-256 or md5) for all users there: set {env_var} to a "
+                "superuser with a password over TCP, as .ci/pg15-dsn prints"
+            )
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(probe)))
+    return None
 
 
 @contextlib.contextmanager

@@ -7,7 +7,8 @@
 A task's success is a step ``OK``; a failed try that will be retried ``WARNING`` with the
 exception; a final failure ``CRITICAL`` with the exception's type and message; a skip a
 ``SKIPPED`` step saying why. The DAG run closes the job (``OK``) or fails it (``CRITICAL``,
-with a last step holding the reason). Callbacks you already have are kept: use
+with a last step holding the reason). A cleared run that ran again is a new job (see
+:mod:`jobmon_airflow.runlog`). Callbacks you already have are kept: use
 :func:`merge_callbacks` to combine them.
 """
 
@@ -16,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .runlog import STEP_FAILED, STEP_OK, STEP_RETRY, STEP_SKIPPED, RunLogger, describe
+from .runlog import (
+    STEP_FAILED,
+    STEP_OK,
+    STEP_RETRY,
+    STEP_SKIPPED,
+    RunLogger,
+    describe,
+    run_attempt,
+)
 
 Callback = Callable[[Any], None]
 SKIPPED_BY_TASK = "the task raised AirflowSkipException (Airflow passes no reason to callbacks)"
@@ -64,9 +73,14 @@ def jobmon_dag_callbacks(
     """The DAG's ``on_success_callback`` / ``on_failure_callback``, to spread into ``DAG(...)``."""
     run_log = RunLogger(jobmon_conn_id, job_name=job_name)
 
-    def ids(context: Any) -> tuple[str, str]:
-        dag_run = context["dag_run"]
-        return dag_run.dag_id, dag_run.run_id
+    def ids(context: Any) -> tuple[str, str, str | None]:
+        """The run attempt the callback is about. Airflow hands a minimal context (no
+        ``dag_run``) when the run has no task instance to describe: the attempt's start is
+        unknown then, and the run's bare key is used."""
+        dag_run = context.get("dag_run")
+        if dag_run is None:
+            return context["dag"].dag_id, context["run_id"], None
+        return dag_run.dag_id, dag_run.run_id, run_attempt(dag_run)
 
     def on_success(context: Any) -> None:
         run_log.dag_succeeded(*ids(context))

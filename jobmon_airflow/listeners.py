@@ -6,9 +6,10 @@ Enabled by configuration (``[jobmon] enable_listener = True``, or the environmen
 that also uses the callbacks is not logged twice.
 
 It runs inside Airflow's own processes (task processes, and for DAG runs the scheduler), so
-it touches nothing of Airflow's database: it only reads attributes already loaded on the
-objects it is given, every call is bounded (connect, lock and statement timeouts), and every
-exception is caught.
+it touches nothing of Airflow's database session: it only reads attributes already loaded on
+the objects it is given, it looks its connection up in a thread of its own where that lookup
+may read the metadata database (see :func:`jobmon_airflow.runlog.lookup_connection`), every
+call is bounded (lookup, connect, lock and statement timeouts), and every exception is caught.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from .runlog import STEP_FAILED, STEP_OK, STEP_RETRY, STEP_SKIPPED, RunLogger, describe
+from .runlog import (
+    STEP_FAILED,
+    STEP_OK,
+    STEP_RETRY,
+    STEP_SKIPPED,
+    RunLogger,
+    describe,
+    run_attempt,
+)
 
 SECTION = "jobmon"
 
@@ -85,10 +94,11 @@ def on_task_instance_skipped(previous_state: Any, task_instance: Any) -> None:
 @hookimpl
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
     with contextlib.suppress(Exception):
-        _logger().dag_succeeded(dag_run.dag_id, dag_run.run_id)
+        _logger().dag_succeeded(dag_run.dag_id, dag_run.run_id, run_attempt(dag_run))
 
 
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     with contextlib.suppress(Exception):
-        _logger().dag_failed(dag_run.dag_id, dag_run.run_id, f"reason: {msg}" if msg else None)
+        reason = f"reason: {msg}" if msg else None
+        _logger().dag_failed(dag_run.dag_id, dag_run.run_id, run_attempt(dag_run), reason)

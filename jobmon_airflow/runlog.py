@@ -1,14 +1,43 @@
 """The Airflow run model, shared by the callbacks and the listener.
 
-One DAG run is one jobmon job (named after the dag_id, upper-cased by the database), keyed
-``airflow:<dag_id>/<run_id>``; each task try is one step, keyed
-``<task_id>[<map_index>]#<try_number>``. Keys make every write a get-or-create, so tasks in
-different processes find the same job, a rescheduled sensor keeps one step per try, and a
-DAG logged by both the callbacks and the listener is not logged twice.
+One attempt of a DAG run is one jobmon job (named after the dag_id, upper-cased by the
+database), keyed ``airflow:<dag_id>/<run_id>@<start_date>/<run_after>``; each task try is
+one step, keyed ``<task_id>[<map_index>]#<try_number>``. Keys make every write a
+get-or-create, so tasks in different processes find the same job, a rescheduled sensor
+keeps one step per try, and a DAG logged by both the callbacks and the listener is not
+logged twice.
 
-Logging never breaks a task or a DAG run: every failure is caught and logged as one warning,
-and after a connection failure this process stops trying for a while (a jobmon outage costs
-one connect timeout, not one per call).
+Why the DagRun's ``start_date`` and ``run_after`` (UTC, to the microsecond) in the key: a
+``run_id`` alone is not unique. A scheduled run's id is derived from its date, so a second
+Airflow installation logging into the same database, or the same one after ``airflow db
+reset``, makes the same ids again, and would find (and rewrite) the finished jobs of the
+old runs. The start date is when this attempt of the run began, on the wall clock;
+``run_after`` covers ``dag.test()``/``airflow dags test`` with a given logical date, which
+reuse the run id *and* use the logical date as the start date, but stamp ``run_after`` with
+the time of the call. Both are the one identity every process of a run attempt is handed
+for free, without a query to Airflow's database: the task SDK's DagRun (task callbacks, the
+listener's task hooks, through the TaskInstance's run context), the ORM DagRun (the
+listener's DAG-run hooks in the scheduler, an ORM TaskInstance's joined ``dag_run``) and
+the execution API's DagRun (DAG callbacks in the dag-processor, taken when the run ended, so
+a late callback still names its own attempt). The DagRun's primary key restarts at 1 after
+a reset, and ``clear_number`` also counts clears of a run that is still running (whose new
+tries belong to the attempt under way), so neither would do.
+
+Clearing a *finished* run starts a new attempt: Airflow gives the run a new start date, so
+the re-run is a new job with the same ``airflow:<dag_id>/<run_id>@`` prefix. The failed
+attempt's job keeps its status, end time and steps (a finished job is never reopened or
+rewritten), the newest job of the run is its last attempt, and when the re-run succeeds the
+database's trigger clears the DAG's recorded failures, so ``check_job_status`` recovers.
+Clearing tasks of a run that is still running keeps its start date: the new tries are steps
+of the same job. A write that comes late for its attempt (a DAG callback after the listener
+closed the job) finds the closed job and changes nothing. Only a DAG callback given no
+DagRun at all (Airflow hands a minimal context when the run has no task instance to
+describe) falls back to the bare ``airflow:<dag_id>/<run_id>``.
+
+Logging never breaks a task or a DAG run: every failure is caught and logged as one warning.
+After a connection failure, or a set-up problem that the next call would hit again (the
+schema missing or older than this pg-jobmon, a missing privilege), this process stops
+trying for a while: an outage costs one connect timeout and one warning, not one per call.
 
 Speed: in production every task try runs in a process of its own, so its first logging call
 pays for a new database connection (TCP, authentication: 4-7 ms). The start of a task is
@@ -25,27 +54,100 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from jobmon_core import JobFinishedError, Jobmon, JobmonConnectionError
+from jobmon_core import (
+    DatabaseError,
+    JobFinishedError,
+    Jobmon,
+    JobmonConnectionError,
+    JobmonPermissionError,
+    SchemaError,
+)
 from jobmon_core.context import describe as describe_exception
 from jobmon_core.validation import storable
 
 log = logging.getLogger("jobmon_airflow")
 
 OUTAGE_BACKOFF = 60.0
-"""Seconds a process skips logging after it could not reach the jobmon database."""
+"""Seconds a process skips logging after it could not reach the jobmon database, or found
+it not set up for logging."""
+
+UNDEFINED_FUNCTION = "42883"
+"""SQLSTATE of a call to a function the schema does not have (yet): an older schema."""
 
 STEP_OK, STEP_RETRY, STEP_FAILED, STEP_SKIPPED = "OK", "WARNING", "CRITICAL", "SKIPPED"
 DAG_FAILED_STEP = "DAG run failed"
+DAG_FAILED_KEY = "dag_run:failed"
 
 START_WAIT = 30.0
 """Seconds the end of a task try waits for the logging of its start (connect timeout plus
 lock and statement time-outs stay below this)."""
 
+LOOKUP_TIMEOUT = 10.0
+"""Seconds a process without a supervisor (the scheduler) waits for a connection lookup."""
+
 _down_until: dict[str, float] = {}
-_jobmons: dict[str, Jobmon] = {}
+_jobmons: dict[str, tuple[str, Jobmon]] = {}
+"""The Jobmon of each conn id, with the settings it was made from. Only the newest is kept:
+a connection edited while a scheduler or dag-processor runs closes the old logging session."""
 _lock = threading.Lock()
+
+
+def _has_supervisor() -> bool:
+    """True in a task, DAG-callback or trigger process, whose connection lookups go through
+    a channel to its supervisor that belongs to the calling thread (no database session)."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:
+        return False
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+def lookup_connection(conn_id: str) -> Any:
+    """The Airflow connection ``conn_id``, looked up without touching the caller's database
+    session, from wherever it is stored (secrets backends, environment, metadata database).
+
+    In the scheduler (and the api-server) Airflow's own lookup reads the metadata database
+    through ``MetastoreBackend.get_connection``, whose ``@provide_session`` takes the
+    thread's *scoped* session: the very session the scheduler is scheduling with. Its
+    ``session.commit()`` then trips the scheduler's ``prohibit_commit`` guard ("UNEXPECTED
+    COMMIT"), the session is rolled back and closed, every object in it (the DagRun being
+    scheduled) is detached, and the scheduler dies. So without a supervisor the lookup runs
+    in a thread of its own, which gets its own scoped session, and is waited for at most
+    :data:`LOOKUP_TIMEOUT` seconds."""
+    from .hooks.jobmon import JobmonHook
+
+    if _has_supervisor():
+        return JobmonHook(conn_id).connection
+    found: list[Any] = []
+    failed: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            found.append(JobmonHook(conn_id).connection)
+        except Exception as exc:  # raised in the caller's thread instead
+            failed.append(exc)
+
+    thread = threading.Thread(target=lookup, name="pg-jobmon-connection-lookup", daemon=True)
+    thread.start()
+    thread.join(LOOKUP_TIMEOUT)
+    if failed:
+        raise failed[0]
+    if not found:
+        raise JobmonConnectionError(
+            f"the Airflow connection {conn_id!r} could not be looked up within "
+            f"{LOOKUP_TIMEOUT:.0f} s (a slow secrets backend or metadata database?)"
+        )
+    return found[0]
+
+
+def _close_quietly(jobmon: Jobmon) -> None:
+    try:
+        jobmon.close()
+    except Exception as exc:
+        log.debug("pg-jobmon: could not close the session of an edited connection: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -54,13 +156,25 @@ class TaskTry:
 
     dag_id: str
     run_id: str
+    attempt: str | None
     task_id: str
     map_index: int | None
     try_number: int | None
 
     @classmethod
     def of(cls, ti: Any) -> TaskTry:
-        return cls(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1), ti.try_number)
+        return cls(
+            ti.dag_id,
+            ti.run_id,
+            run_attempt(ti),
+            ti.task_id,
+            getattr(ti, "map_index", -1),
+            ti.try_number,
+        )
+
+    @property
+    def run_key(self) -> str:
+        return run_key(self.dag_id, self.run_id, self.attempt)
 
     @property
     def step_key(self) -> str:
@@ -90,8 +204,39 @@ def _wait_for_starts() -> None:
         start.done.wait(START_WAIT)
 
 
-def run_key(dag_id: str, run_id: str) -> str:
-    return f"airflow:{dag_id}/{run_id}"
+def run_key(dag_id: str, run_id: str, attempt: str | None) -> str:
+    """The key of one attempt of a DAG run (:func:`run_attempt`; the module's docstring
+    says why a run id alone is not enough)."""
+    key = f"airflow:{dag_id}/{run_id}"
+    return f"{key}@{attempt}" if attempt else key
+
+
+def run_attempt(source: Any) -> str | None:
+    """Which attempt of its DAG run ``source`` belongs to, as the run key writes it: the
+    DagRun's ``start_date`` and ``run_after`` in UTC to the microsecond,
+    ``2026-05-01T02:00:03.123456Z/2026-05-01T00:00:00.000000Z``; None if Airflow did not
+    hand them over.
+
+    ``source`` is whatever Airflow gives the caller: a DagRun (ORM, task SDK or execution
+    API model), a task SDK RuntimeTaskInstance (its run context holds the DagRun) or an ORM
+    TaskInstance (its ``dag_run`` is loaded with it). Nothing here queries Airflow."""
+    try:
+        dag_run = source
+        context = getattr(source, "_ti_context_from_server", None)
+        if context is not None:
+            dag_run = context.dag_run
+        elif hasattr(source, "task_id"):
+            dag_run = source.dag_run
+        started, run_after = dag_run.start_date, dag_run.run_after
+    except Exception:  # an object without them, or a detached ORM object
+        return None
+    if not isinstance(started, datetime) or not isinstance(run_after, datetime):
+        return None
+    return f"{_utc(started)}/{_utc(run_after)}"
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def step_key(task_id: str, map_index: int | None, try_number: int | None) -> str:
@@ -126,21 +271,22 @@ class RunLogger:
     def _jobmon(self) -> Jobmon:
         """The Jobmon of the connection as it is now (connections can be edited while a
         dag-processor runs); its logging connection is reused while the connection is the
-        same."""
+        same, and closed once it is edited."""
         from .hooks.jobmon import JobmonHook
 
-        connection = JobmonHook(self.jobmon_conn_id).connection
+        connection = lookup_connection(self.jobmon_conn_id)
         conninfo, schema = JobmonHook.conninfo_from(connection)
         options = JobmonHook.jobmon_options(connection)
         key = "\0".join([conninfo, schema, repr(sorted(options.items()))])
         with _lock:
-            jobmon = _jobmons.get(key)
-            if jobmon is None:
-                jobmon = Jobmon(
-                    conninfo, schema=schema, application_name="airflow-jobmon", **options
-                )
-                _jobmons[key] = jobmon
-            return jobmon
+            cached = _jobmons.get(self.jobmon_conn_id)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            jobmon = Jobmon(conninfo, schema=schema, application_name="airflow-jobmon", **options)
+            _jobmons[self.jobmon_conn_id] = (key, jobmon)
+        if cached is not None:  # the connection was edited: the old session goes
+            _close_quietly(cached[1])
+        return jobmon
 
     def _in_backoff(self) -> bool:
         """Still in the back-off after an outage: skip without waiting."""
@@ -148,22 +294,31 @@ class RunLogger:
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
-        """Turn any failure into one warning; an outage also starts the back-off."""
+        """Turn any failure into one warning; an outage, or a set-up problem the next call
+        would hit again, also starts the back-off (one warning, not one per call)."""
         try:
             yield
         except JobmonConnectionError as exc:
-            _down_until[self.jobmon_conn_id] = time.monotonic() + OUTAGE_BACKOFF
-            log.warning(
-                "pg-jobmon: cannot reach the jobmon database; not logging %s (and skipping "
-                "jobmon logging in this process for %.0f s): %s",
-                what,
-                OUTAGE_BACKOFF,
-                exc,
-            )
+            self._back_off(what, "cannot reach the jobmon database", str(exc))
         except JobFinishedError:
             log.debug("pg-jobmon: %s was logged already", what)
         except Exception as exc:
-            log.warning("pg-jobmon: could not log %s: %s: %s", what, type(exc).__name__, exc)
+            problem = _set_up_problem(exc)
+            if problem is None:
+                log.warning("pg-jobmon: could not log %s: %s: %s", what, type(exc).__name__, exc)
+            else:
+                self._back_off(what, problem, _server_message(exc))
+
+    def _back_off(self, what: str, problem: str, detail: str) -> None:
+        _down_until[self.jobmon_conn_id] = time.monotonic() + OUTAGE_BACKOFF
+        log.warning(
+            "pg-jobmon: %s; not logging %s (and skipping jobmon logging in this process for "
+            "%.0f s): %s",
+            problem,
+            what,
+            OUTAGE_BACKOFF,
+            detail,
+        )
 
     def _safely(self, what: str, call: Callable[[Jobmon], Any]) -> None:
         if self._in_backoff():
@@ -171,11 +326,11 @@ class RunLogger:
         with self._guard(what):
             call(self._jobmon())
 
-    def _job(self, jobmon: Jobmon, dag_id: str, run_id: str) -> int:
-        return jobmon.add_job(self.job_name or dag_id, run_key=run_key(dag_id, run_id))
+    def _job(self, jobmon: Jobmon, dag_id: str, key: str) -> int:
+        return jobmon.add_job(self.job_name or dag_id, run_key=key)
 
     def _step(self, jobmon: Jobmon, task_try: TaskTry) -> int:
-        job_id = self._job(jobmon, task_try.dag_id, task_try.run_id)
+        job_id = self._job(jobmon, task_try.dag_id, task_try.run_key)
         return jobmon.add_step(job_id, task_try.action, step_key=task_try.step_key)
 
     # -- task tries -------------------------------------------------------------------------
@@ -217,16 +372,61 @@ class RunLogger:
 
     # -- DAG runs ---------------------------------------------------------------------------
 
-    def dag_succeeded(self, dag_id: str, run_id: str) -> None:
+    def dag_succeeded(self, dag_id: str, run_id: str, attempt: str | None) -> None:
+        """Close the job of the run's ``attempt`` (:func:`run_attempt` of the DagRun Airflow
+        handed over)."""
+        key = run_key(dag_id, run_id, attempt)
         self._safely(
-            f"the success of {dag_id}", lambda jm: jm.close_job(self._job(jm, dag_id, run_id))
+            f"the success of {dag_id}", lambda jm: jm.close_job(self._job(jm, dag_id, key))
         )
 
-    def dag_failed(self, dag_id: str, run_id: str, reason: str | None) -> None:
+    def dag_failed(self, dag_id: str, run_id: str, attempt: str | None, reason: str | None) -> None:
+        key = run_key(dag_id, run_id, attempt)
+
         def fail(jm: Jobmon) -> None:
-            job_id = self._job(jm, dag_id, run_id)
-            step_id = jm.add_step(job_id, DAG_FAILED_STEP, step_key="dag_run:failed")
-            jm.update_step(step_id, STEP_FAILED, reason or "the DAG run failed")
+            job_id = self._job(jm, dag_id, key)
+            # The listener and the DAG callback both report a failure; the later one (or a
+            # retry of one that broke off) must not rewrite the failure step of a failed
+            # job: it only makes sure the job is failed (JobFinishedError if it is).
+            if not any(s.step_key == DAG_FAILED_KEY for s in jm.show_detail(job_id)):
+                step_id = jm.add_step(job_id, DAG_FAILED_STEP, step_key=DAG_FAILED_KEY)
+                jm.update_step(step_id, STEP_FAILED, reason or "the DAG run failed")
             jm.fail_job(job_id)
 
         self._safely(f"the failure of {dag_id}", fail)
+
+
+def _set_up_problem(exc: Exception) -> str | None:
+    """What is wrong with the jobmon set-up if ``exc`` says so (every later call of this
+    process would fail the same way), else None (a failure of this one call)."""
+    if isinstance(exc, SchemaError) or (
+        isinstance(exc, DatabaseError) and exc.sqlstate == UNDEFINED_FUNCTION
+    ):
+        return (
+            "the jobmon schema is missing or older than this pg-jobmon (run `jobmon install` "
+            "on the database and schema of the jobmon connection)"
+        )
+    if isinstance(exc, JobmonPermissionError):
+        return (
+            "the jobmon connection's role lacks a privilege (grant it the writer role: see "
+            "`jobmon install --print-grants`)"
+        )
+    try:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:  # Airflow 3.1: only the old home (jobmon_airflow._compat says why)
+        from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,unused-ignore]
+            AirflowNotFoundException,
+        )
+
+    if isinstance(exc, AirflowNotFoundException):
+        return "the jobmon connection is not defined in Airflow"
+    return None
+
+
+def _server_message(exc: BaseException) -> str:
+    """The server's own message behind a jobmon error, without the ``LINE 1: <statement>
+    ^`` context psycopg adds to its text; the error's text if it did not come from a
+    server."""
+    diag = getattr(exc.__cause__, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return primary if isinstance(primary, str) and primary else str(exc)

@@ -14,8 +14,9 @@ from psycopg.rows import class_row
 
 from .alerts import Alert
 from .checker import RunState, check_statement, history_error, run_state_statement
-from .connection import ConnectionTarget, translate_error
 from .errors import JobmonConnectionError
+from .target import ConnectionTarget
+from .translate import translate_error
 
 
 async def _connect(target: ConnectionTarget) -> psycopg.AsyncConnection:

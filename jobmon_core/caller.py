@@ -48,7 +48,7 @@ def require_query(conn: psycopg.Connection, query: object) -> None:
         raise InvalidArgumentError(
             f"sql must be a str, bytes or psycopg.sql object, not {type(query).__name__}"
         )
-    if ("\x00" if isinstance(query, str) else b"\x00") in query:
+    if "\x00" in query if isinstance(query, str) else b"\x00" in query:
         raise InvalidArgumentError(
             "sql contains a NUL character (\\x00); libpq would run only the part before it"
         )

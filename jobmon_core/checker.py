@@ -62,7 +62,7 @@ class RunState:
     end_time: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: tuple | None) -> RunState:
+    def from_row(cls, row: tuple[Any, ...] | None) -> RunState:
         if row is None:
             return cls("waiting")
         job_id, start_time, end_time, status, code = row
@@ -106,6 +106,31 @@ def history_error(exc: pg_errors.InvalidParameterValue, history: object) -> Chec
     return CheckHistoryError(f"{exc.diag.message_primary} ({history}). {hint}")
 
 
+def fetch_check(
+    conn: psycopg.Connection,
+    schema: str,
+    function: str,
+    history: timedelta | None,
+    columns: str,
+    row_factory: Any,
+) -> list[Any]:
+    """Run a check function on ``conn``: shared by the plain check and the one that keeps
+    the alert state (:mod:`jobmon_core.alert_memory`), which runs inside its transaction."""
+    query, params = check_statement(schema, function, history, columns)
+    try:
+        with conn.cursor(row_factory=row_factory) as cur:
+            return cur.execute(query, params).fetchall()
+    except pg_errors.InvalidParameterValue as exc:
+        raise history_error(exc, history) from None
+
+
+def fetch_alerts(
+    conn: psycopg.Connection, schema: str, history: timedelta | None = None
+) -> list[Alert]:
+    """``check_job_status`` of ``schema`` on ``conn``, as :class:`Alert` rows."""
+    return fetch_check(conn, schema, "check_job_status", history, "*", class_row(Alert))
+
+
 class Checker:
     """``check_job_status`` and ``job_check_config`` of one schema."""
 
@@ -119,16 +144,10 @@ class Checker:
     def _run_check(
         self, function: str, history: timedelta | None, columns: str, row_factory: Any
     ) -> list[Any]:
-        query, params = check_statement(self._schema, function, history, columns)
-
-        def check(conn: psycopg.Connection, _: bool) -> list[Any]:
-            try:
-                with conn.cursor(row_factory=row_factory) as cur:
-                    return cur.execute(query, params).fetchall()
-            except pg_errors.InvalidParameterValue as exc:
-                raise history_error(exc, history) from None
-
-        return self._connection.run(check)
+        history_interval(history)  # a bad window is refused before connecting
+        return self._connection.run(
+            lambda conn, _: fetch_check(conn, self._schema, function, history, columns, row_factory)
+        )
 
     def run_state(self, job_name: str, since: datetime) -> RunState:
         query, params = run_state_statement(self._schema, job_name, since)
@@ -137,7 +156,8 @@ class Checker:
         )
 
     def check_job_status(self, history: timedelta | None = None) -> list[Alert]:
-        return self._run_check("check_job_status", history, "*", class_row(Alert))
+        history_interval(history)  # a bad window is refused before connecting
+        return self._connection.run(lambda conn, _: fetch_alerts(conn, self._schema, history))
 
     def check_summary(self, history: timedelta | None = None) -> Alert:
         ((code, text),) = self._run_check(

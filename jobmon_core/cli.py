@@ -8,10 +8,10 @@ CRITICAL and 3 (UNKNOWN) whenever it could not check, bad arguments included.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -20,16 +20,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
+from urllib.parse import quote
+
+from psycopg.conninfo import conninfo_to_dict
 
 from . import __version__, nagios, roles
-from .alerts import Alert, worst
-from .connection import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
+from .alerts import UNKNOWN_EXIT, Alert, worst
 from .durations import format_duration, parse_duration
-from .errors import JobmonError
+from .errors import JobmonError, NotFoundError
 from .jobmon import Jobmon
 from .notifiers.webhook import ENV_VAR, WebhookNotifier
 from .plugins import new_plugin_manager
 from .reports import JobRecord
+from .session import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
 from .text import printable, table
 
 EXAMPLES = """\
@@ -47,6 +50,9 @@ examples:
   jobmon clear --older-than 30d                   delete old runs, in batches
 
 The database comes from --dsn, else JOBMON_DSN, else the libpq variables (PGHOST, ...).
+The global options (--dsn, --schema, the time-outs, --no-prepare) go before or after the
+command. --notify keeps the levels it last sent in the schema (job_alert_state), shared
+by every checker.
 """
 
 
@@ -117,19 +123,30 @@ def _session_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="jobmon",
-        description="pg-jobmon: job logging and Nagios-style job monitoring for PostgreSQL.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+_VALUE_OPTIONS = ("--dsn", "--schema", "--lock-timeout", "--statement-timeout")
+"""The global options that take a value (to find the command in argv before parsing)."""
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command takes, before or after its name (``jobmon check --dsn
+    ...`` as well as ``jobmon --dsn ... check``). On the subcommands their default is
+    ``SUPPRESS``, so a value given before the command is not overwritten by a default."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--dsn",
+        default=default(None),
+        help="libpq connection string (default: $JOBMON_DSN, libpq env)",
     )
-    parser.add_argument("--dsn", help="libpq connection string (default: $JOBMON_DSN, libpq env)")
-    parser.add_argument("--schema", default="jobmon", help="the jobmon schema (default: jobmon)")
+    parser.add_argument(
+        "--schema", default=default("jobmon"), help="the jobmon schema (default: jobmon)"
+    )
     parser.add_argument(
         "--lock-timeout",
         type=_seconds,
-        default=DEFAULT_LOCK_TIMEOUT,
+        default=default(DEFAULT_LOCK_TIMEOUT),
         metavar="SECONDS",
         help=f"give up waiting for a lock after this long (default {DEFAULT_LOCK_TIMEOUT:g}; "
         "0: the server's setting)",
@@ -137,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--statement-timeout",
         type=_seconds,
-        default=DEFAULT_STATEMENT_TIMEOUT,
+        default=default(DEFAULT_STATEMENT_TIMEOUT),
         metavar="SECONDS",
         help=f"cancel any statement running this long (default {DEFAULT_STATEMENT_TIMEOUT:g}; "
         "0: the server's setting)",
@@ -148,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="prepare",
         action="store_const",
         const=False,
+        default=default(None),
         help="no prepared statements (PgBouncer before 1.21 in transaction mode; a pooler is "
         "also detected by itself)",
     )
@@ -156,15 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
         dest="prepare",
         action="store_const",
         const=True,
+        default=default(None),
         help="prepared statements even behind a pooler (PgBouncer 1.21+ with "
         "max_prepared_statements)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="jobmon",
+        description="pg-jobmon: job logging and Nagios-style job monitoring for PostgreSQL.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_global_options(parser, suppress=False)
     parser.add_argument("-V", "--version", action="version", version=f"pg-jobmon {__version__}")
+    common = _Parser(add_help=False)
+    _add_global_options(common, suppress=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
     install = commands.add_parser(
         "install",
+        parents=[common],
         help="create or upgrade the jobmon schema (and, on request, its roles)",
         description="Create or upgrade the jobmon schema. With --create-roles, also create "
         "the least-privilege roles (NOLOGIN; existing ones are reused) and grant them their "
@@ -201,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
+        parents=[common],
         help="run check_job_status as a Nagios/Icinga plugin",
         description="Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not check).",
     )
@@ -219,10 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-url", default=os.environ.get(ENV_VAR), help=f"with --notify (default ${ENV_VAR})"
     )
     check.add_argument(
-        "--state-file", type=Path, help="with --notify: where the last levels are kept"
+        "--state-file",
+        type=Path,
+        help="with --notify: keep the last levels in this file instead of the schema's "
+        "job_alert_state table, which every checker shares (for a read-only standby, or a "
+        "role without the version 7 monitor grants)",
     )
 
-    jobs = commands.add_parser("jobs", help="list runs, newest first")
+    jobs = commands.add_parser("jobs", parents=[common], help="list runs, newest first")
     which = jobs.add_mutually_exclusive_group()
     which.add_argument("--name", help="runs of this job")
     which.add_argument("--like", metavar="REGEX", help="runs of jobs matching (case-insensitive)")
@@ -230,29 +267,39 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--status", help="only runs with this status text (e.g. CRITICAL)")
     jobs.add_argument("--limit", type=_positive_int, default=10)
 
-    steps = commands.add_parser("steps", help="the steps of a run (JOB_ID) or of a job (NAME)")
+    steps = commands.add_parser(
+        "steps", parents=[common], help="the steps of a run (JOB_ID) or of a job (NAME)"
+    )
     steps.add_argument("job", metavar="JOB_ID|NAME")
     steps.add_argument("--jobs", type=_positive_int, default=1, help="newest N runs of NAME")
 
-    config = commands.add_parser("config", help="monitoring configuration (job_check_config)")
+    config = commands.add_parser(
+        "config", parents=[common], help="monitoring configuration (job_check_config)"
+    )
     config_commands = config.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     config_commands.required = True
-    set_ = config_commands.add_parser("set", help="create or replace a job's monitoring")
+    set_ = config_commands.add_parser(
+        "set", parents=[common], help="create or replace a job's monitoring"
+    )
     set_.add_argument("name")
     set_.add_argument("--warn", type=_duration, required=True, help="MISSING (warning) after")
     set_.add_argument("--error", type=_duration, required=True, help="MISSING (critical) after")
     set_.add_argument("--sensitivity", type=_non_negative_int, default=0)
     set_.add_argument("--escalate", type=_positive_int)
     set_.add_argument("--inactive", action="store_true", help="mute: never alert on this job")
-    config_commands.add_parser("list", help="show every configured job")
-    remove = config_commands.add_parser("remove", help="stop monitoring a job specially")
+    config_commands.add_parser("list", parents=[common], help="show every configured job")
+    remove = config_commands.add_parser(
+        "remove", parents=[common], help="stop monitoring a job specially"
+    )
     remove.add_argument("name")
 
-    clear = commands.add_parser("clear", help="delete runs older than a duration (job_log_clear)")
+    clear = commands.add_parser(
+        "clear", parents=[common], help="delete runs older than a duration (job_log_clear)"
+    )
     clear.add_argument("--older-than", type=_duration, required=True, metavar="DURATION")
     clear.add_argument("--batch-size", type=_positive_int, default=10_000)
 
-    commands.add_parser("version", help="print the version")
+    commands.add_parser("version", parents=[common], help="print the version")
     return parser
 
 
@@ -305,17 +352,29 @@ def _role_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return {**names, **flags}
 
 
+def _check_usage(args: argparse.Namespace) -> None:
+    """The usage errors argparse cannot see, found before anything connects (exit 2, or
+    UNKNOWN for ``check``), never after a connection attempt."""
+    if args.command == "install":
+        args.role_options = _role_options(args)
+    elif args.command == "jobs" and args.running and args.status is not None:
+        raise UsageError("jobmon jobs: --running and --status cannot be combined")
+    elif args.command == "check" and args.state_file is not None and not args.notify:
+        raise UsageError("jobmon check: --state-file needs --notify")
+
+
 def _install(jm: Jobmon, args: argparse.Namespace) -> int:
-    role_options = _role_options(args)
+    role_options = args.role_options
     if role_options is not None and args.print_grants:
         sys.stdout.write(jm.roles_script(**role_options))
         return 0
     applied = jm.install()
-    version = jm.schema_version()
-    if applied:
-        print(f"schema {jm.schema!r} upgraded to version {version} (applied {applied})")
+    if not applied:
+        print(f"schema {jm.schema!r} is already at version {jm.schema_version()}")
+    elif applied[0] == 1:
+        print(f"installed pg-jobmon in schema {jm.schema!r} at version {applied[-1]}")
     else:
-        print(f"schema {jm.schema!r} is up to date (version {version})")
+        print(f"upgraded schema {jm.schema!r} from version {applied[0] - 1} to {applied[-1]}")
     if role_options is not None:
         created = jm.create_roles(**role_options)
         for kind in _ROLE_DEFAULTS:
@@ -331,15 +390,12 @@ def _install(jm: Jobmon, args: argparse.Namespace) -> int:
 
 
 def _jobs(jm: Jobmon, args: argparse.Namespace) -> int:
-    # "is not None": an empty --name/--like/--status is refused, never read as "all runs"
+    # "is not None": an empty --name/--like/--status is refused, never read as "all runs".
+    # Every filter is in SQL, before the LIMIT (--running with --status is refused earlier).
     if args.running:
         found = jm.show_running(args.limit)
-        if args.status is not None:
-            raise UsageError("jobmon jobs: --running and --status cannot be combined")
     elif args.like is not None:
-        found = jm.show_job_like(args.like, args.limit)
-        if args.status is not None:
-            found = [j for j in found if j.status == args.status]
+        found = jm.show_job_like(args.like, args.limit, status=args.status)
     elif args.status is not None:
         found = jm.show_job_status(args.status, args.limit, name=args.name)
     elif args.name is not None:
@@ -397,8 +453,7 @@ def _config(jm: Jobmon, args: argparse.Namespace) -> int:
         if jm.remove_check(args.name):
             print(f"removed the monitoring configuration of {args.name.upper()}")
             return 0
-        print(f"jobmon: no monitoring configuration for {args.name!r}", file=sys.stderr)
-        return 1
+        raise NotFoundError(f"no monitoring configuration for {args.name!r}")
     configs = jm.list_checks()
     if not configs:
         print("no jobs configured; add one with: jobmon config set NAME --warn 25h --error 49h")
@@ -467,7 +522,7 @@ def _unknown(reason: str, fmt: str) -> int:
     return code
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace, secrets: list[str]) -> int:
     jm: Jobmon | None = None
 
     def give_up(signum: int, frame: FrameType | None) -> None:
@@ -475,7 +530,7 @@ def _check(args: argparse.Namespace) -> int:
             jm.cancel()  # do not leave the query waiting in the server
         _unknown(f"check timed out after {args.timeout} s", args.format)
         sys.stdout.flush()
-        os._exit(nagios.UNKNOWN_EXIT)
+        os._exit(UNKNOWN_EXIT)
 
     previous = signal.signal(signal.SIGALRM, give_up)
     signal.alarm(args.timeout)
@@ -493,15 +548,15 @@ def _check(args: argparse.Namespace) -> int:
             connect_timeout=max(1, args.timeout - 1),
             plugins=plugins,
         )
-        state_file = args.state_file or _default_state_file(jm)
-        if args.notify:
-            jm.alert_state = _load_state(state_file)
-        alerts = jm.check_job_status(args.history)
-        if args.notify:
-            _save_state(state_file, jm.alert_state)
+        if args.notify and args.state_file is not None:
+            jm.alert_state = _load_state(args.state_file)
+            alerts = jm.check_job_status(args.history)
+            _save_state(args.state_file, jm.alert_state)
+        else:  # --notify: the schema's job_alert_state, shared with every other checker
+            alerts = jm.check_job_status(args.history, shared_state=args.notify)
         jm.close()
     except (JobmonError, UsageError) as exc:
-        return _unknown(str(exc), args.format)
+        return _unknown(_scrub(str(exc), secrets), args.format)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -511,14 +566,7 @@ def _check(args: argparse.Namespace) -> int:
     return code
 
 
-def _default_state_file(jm: Jobmon) -> Path:
-    """One state file per database and schema, under $XDG_STATE_HOME (~/.local/state)."""
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    key = hashlib.sha256(f"{jm!r}".encode()).hexdigest()[:16]
-    return base / "pg-jobmon" / f"check-{key}.json"
-
-
-def _load_state(path: Path) -> dict[str, int]:
+def _load_state(path: Path) -> dict[str | None, int]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -530,7 +578,7 @@ def _load_state(path: Path) -> dict[str, int]:
     return data
 
 
-def _save_state(path: Path, state: dict[str, int]) -> None:
+def _save_state(path: Path, state: dict[str | None, int]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
@@ -538,6 +586,91 @@ def _save_state(path: Path, state: dict[str, int]) -> None:
         temporary.replace(path)  # atomic: a concurrent check never reads half a file
     except OSError as exc:
         raise UsageError(f"cannot write the --notify state file {path}: {exc}") from None
+
+
+# -- keeping secrets out of messages ------------------------------------------------------------
+
+HIDDEN = "<hidden>"
+_OPTION_NAME = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*")
+_COMMAND_WORDS = frozenset(
+    {"install", "check", "jobs", "steps", "config", "clear", "version", "set", "list", "remove"}
+)
+
+
+def _parts(token: str) -> list[str]:
+    """``token`` and the values argparse may cut out of it: ``--opt=VALUE``, ``-tVALUE``."""
+    found = [token]
+    if token.startswith("-"):
+        found.append(token.partition("=")[2])
+        if not token.startswith("--"):
+            found.append(token[2:])
+    return [part for part in found if part]
+
+
+def _password(text: str) -> str | None:
+    """The password in a connection string (URI or key=value), if it holds one."""
+    try:
+        return conninfo_to_dict(text).get("password")  # type: ignore[return-value]
+    except Exception:  # not a connection string
+        return None
+
+
+def _holds_secret(part: str) -> bool:
+    """A connection string with a password, or what may be one that libpq cannot parse."""
+    if ("://" in part and "@" in part) or "password" in part.lower():
+        return True
+    return _password(part) is not None
+
+
+def _secrets(argv: Sequence[str], *, values: bool) -> list[str]:
+    """What a message must not repeat from ``argv``: connection strings holding a password,
+    and the password; with ``values``, every value (all but option names and command words),
+    because a mistyped command line can put a password anywhere."""
+    found: set[str] = set()
+    for token in argv:
+        if _OPTION_NAME.fullmatch(token) or token in _COMMAND_WORDS:
+            continue
+        for part in _parts(token):
+            if values or _holds_secret(part):
+                found.add(part)
+                password = _password(part)
+                if password:
+                    found |= {password, quote(password, safe="")}  # as a URI spells it
+    found |= {repr(part)[1:-1] for part in found}  # as %r / {!r} show it
+    return sorted(found, key=len, reverse=True)
+
+
+def _scrub(message: str, secrets: Sequence[str]) -> str:
+    """``message`` with every secret replaced, where it stands as a whole word."""
+    for secret in secrets:
+        message = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", HIDDEN, message)
+    return message
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option or the value of
+    a global option), found without parsing, for errors that argparse raises."""
+    takes_value = False
+    for token in argv:
+        if takes_value:
+            takes_value = False
+        elif token.startswith("-"):
+            takes_value = "=" not in token and any(
+                option.startswith(token) for option in _VALUE_OPTIONS if len(token) > 2
+            )
+        else:
+            return token
+    return None
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    for before, token in zip(["", *argv], argv, strict=False):
+        if token == "json" and len(before) > 3 and "--format".startswith(before):
+            return True
+        name, _, value = token.partition("=")
+        if value == "json" and len(name) > 3 and "--format".startswith(name):
+            return True
+    return False
 
 
 # -- entry point --------------------------------------------------------------------------------
@@ -550,14 +683,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except UsageError as exc:
-        if "check" in argv:
-            fmt = "json" if "json" in argv else "nagios"
-            return _unknown(f"bad arguments: {exc}", fmt)
-        print(f"{printable(str(exc))}\n(see jobmon --help)", file=sys.stderr)
+        _check_usage(args)
+    except UsageError as exc:  # nothing has connected yet
+        message = _scrub(str(exc), _secrets(argv, values=True))
+        if _command(argv) == "check":
+            return _unknown(f"bad arguments: {message}", "json" if _wants_json(argv) else "nagios")
+        print(f"{printable(message)}\n(see jobmon --help)", file=sys.stderr)
         return 2
+    secrets = _secrets(argv, values=False)
     if args.command == "check":
-        return _check(args)
+        return _check(args, secrets)
     if args.command == "version":
         return _version(None, args)
     try:
@@ -566,11 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](jm, args)
         finally:
             jm.close()
-    except UsageError as exc:
-        print(f"{printable(str(exc))}\n(see jobmon --help)", file=sys.stderr)
-        return 2
     except JobmonError as exc:  # one line, whatever names or texts the message quotes
-        print(f"jobmon: error: {printable(str(exc))}", file=sys.stderr)
+        print(f"jobmon: error: {printable(_scrub(str(exc), secrets))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("jobmon: interrupted", file=sys.stderr)

@@ -16,8 +16,9 @@ logged, never raised in its place.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec
 
 from . import validation
 from .errors import InvalidArgumentError, JobmonError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .jobmon import Jobmon
 
 logger = logging.getLogger("jobmon_core")
+_P = ParamSpec("_P")
 
 STEP_OK = "OK"
 STEP_FAILED = "CRITICAL"
@@ -59,8 +61,7 @@ class Step:
 
     def update(self, status: str, message: str | None = None) -> None:
         """Record an intermediate status now (a later update overwrites it, as upstream)."""
-        self._require_started()
-        self.job.jobmon.update_step(self.step_id, status, message)  # type: ignore[arg-type]
+        self.job.jobmon.update_step(self._require_started(), status, message)
 
     def __enter__(self) -> Step:
         if self.step_id is not None:
@@ -86,7 +87,8 @@ class Step:
                 raise
             return
         self.job._recorded = exc
-        _log_quietly(exc, self.job.jobmon.update_step, self.step_id, STEP_FAILED, describe(exc))
+        failure = self.job.failure_text(exc)
+        _log_quietly(exc, self.job.jobmon.update_step, self.step_id, STEP_FAILED, failure)
 
     def _require_started(self) -> int:
         if self.step_id is None:
@@ -105,6 +107,9 @@ class Job:
         self.finished = False
         self._steps = 0
         self._recorded: BaseException | None = None
+        self.failure_text: Callable[[BaseException], str] = describe
+        """The message of a step failed by an exception (``job_log_clear`` sets upstream's
+        ``ERROR: <message>``)."""
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.name!r}>"
@@ -144,13 +149,13 @@ class Job:
         self.finished = True
         if exc is not self._recorded:
             _log_quietly(exc, self._record_stray, exc)
-        _log_quietly(exc, self.jobmon.fail_job, self.job_id, 3)
+        _log_quietly(exc, self.fail, 3)
 
     def _record_stray(self, exc: BaseException) -> None:
         """An exception raised outside any step still leaves a step that says what it was."""
         action = BETWEEN_STEPS if self._steps else FIRST_STEP_MISSING
-        step_id = self.jobmon.add_step(self.job_id, action)  # type: ignore[arg-type]
-        self.jobmon.update_step(step_id, STEP_FAILED, describe(exc))
+        step_id = self.jobmon.add_step(self._require_started(), action)
+        self.jobmon.update_step(step_id, STEP_FAILED, self.failure_text(exc))
 
     def _require_started(self) -> int:
         if self.job_id is None:
@@ -158,10 +163,12 @@ class Job:
         return self.job_id
 
 
-def _log_quietly(user_exc: BaseException, call, *args) -> None:  # type: ignore[no-untyped-def]
+def _log_quietly(
+    user_exc: BaseException, call: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs
+) -> None:
     """Log while ``user_exc`` propagates; a logging failure must not replace it."""
     try:
-        call(*args)
+        call(*args, **kwargs)
     except JobmonError as log_exc:
         note = f"pg-jobmon could not log this failure: {log_exc}"
         user_exc.add_note(note)

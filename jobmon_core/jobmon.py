@@ -11,24 +11,23 @@ import psycopg
 from psycopg.sql import Composed, Identifier
 
 from . import caller, roles, schema, validation
+from .alert_memory import AlertMemory
 from .alerts import Alert
 from .buffer import StepBuffer
 from .checker import CheckConfig, Checker, RunState
-from .connection import (
-    DEFAULT_APPLICATION_NAME,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_LOCK_TIMEOUT,
-    DEFAULT_STATEMENT_TIMEOUT,
-    ConnectionTarget,
-    LoggingConnection,
-    SessionSettings,
-    resolve_target,
-    translate_error,
-)
+from .connection import LoggingConnection
 from .context import STEP_FAILED, STEP_OK, Job
 from .errors import InvalidArgumentError, JobmonConnectionError, StatusTableError
 from .plugins import PluginCaller, alert_state, diff_alerts, get_plugin_manager
 from .reports import DEFAULT_BATCH, JobRecord, Reports, StepRecord
+from .session import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, SessionSettings
+from .target import (
+    DEFAULT_APPLICATION_NAME,
+    DEFAULT_CONNECT_TIMEOUT,
+    ConnectionTarget,
+    resolve_target,
+)
+from .translate import translate_error
 from .writer import Writer
 
 DEFAULT_SCHEMA = "jobmon"
@@ -140,10 +139,13 @@ class Jobmon:
         self._status_tables: set[str] = {STATUS_TABLE}
         self.plugins = plugins if plugins is not None else get_plugin_manager()
         self._hooks = PluginCaller(self.plugins, self.schema)
-        self.alert_state: dict[str, int] = {}
-        """Worst code per job name at the last check: what the next check's changes
-        (the ``jobmon_alerts_found`` hook) are measured against. Restore it to carry the
-        state across processes, as ``jobmon check --notify`` does with its state file."""
+        self.alert_state: dict[str | None, int] = {}
+        """Worst code per job name (problems only) at the last check: what the next
+        in-memory check's changes (the ``jobmon_alerts_found`` hook) are measured against.
+        Set it to carry a state of your own across processes (``jobmon check --notify
+        --state-file`` does); ``check_job_status(shared_state=True)`` keeps it in the schema
+        instead, and leaves here the state it stored."""
+        self._alert_memory = AlertMemory(self._target, self._connection.settings, self.schema)
 
     def __repr__(self) -> str:
         return f"Jobmon(dsn={self._target.display!r}, schema={self.schema!r})"
@@ -162,9 +164,13 @@ class Jobmon:
 
     def close(self) -> None:
         """Write buffered steps, then close the logging connection (a later call opens a
-        new one)."""
-        self.flush()
-        self._connection.close()
+        new one). The connection is closed whatever the flush does: a flush that fails
+        (the server is unreachable) is raised after the close, its steps stay queued for
+        the next flush or the exit. Closing again is harmless."""
+        try:
+            self.flush()
+        finally:
+            self._connection.close()
 
     def __enter__(self) -> Jobmon:
         return self
@@ -262,8 +268,9 @@ class Jobmon:
 
         ``owner`` and ``pid`` are those of ``conn`` (the job's work connection) when given,
         else of the logging connection. With ``run_key`` (an orchestrator's run id, such as
-        ``airflow:<dag_id>/<run_id>``), the job of that key is returned if it exists, so
-        every process of one run logs into one job, without a race.
+        ``airflow:<dag_id>/<run_id>@<attempt>``), the job of that key is returned if it
+        exists, so every process of one run logs into one job, without a race; the plugins'
+        ``jobmon_job_started`` hears of it once, from the call that created it.
         """
         validation.name(name)
         validation.key(run_key, "run_key", allow_none=True)
@@ -272,7 +279,10 @@ class Jobmon:
         if conn is not None:
             owner, pid = caller.identity(caller.require_connection(conn))
         if run_key is not None:
-            return self._writer.add_run_job(name, run_key, owner=owner, pid=pid)
+            job_id, created = self._writer.add_run_job(name, run_key, owner=owner, pid=pid)
+            if created:
+                self._hooks.job_started(job_id, name)
+            return job_id
         self.flush()
         job_id = self._writer.add_job(name, owner=owner, pid=pid)
         if self._buffer is not None:
@@ -300,10 +310,10 @@ class Jobmon:
         validation.text(status, "status")
         validation.text(message, "message", allow_none=True)
         if self._buffer is not None:
-            self._buffer.update_step(step_id, status, message)
+            job_id = self._buffer.update_step(step_id, status, message)
         else:
-            self._writer.update_step(step_id, status, message)
-        self._hooks.step_finished(step_id, status, message)
+            job_id = self._writer.update_step(step_id, status, message)
+        self._hooks.step_finished(step_id, status, message, job_id)
 
     def close_job(self, job_id: int, *, status_table: str | None = None) -> None:
         """Finish a job successfully (the status text of alert code 1)."""
@@ -420,14 +430,35 @@ class Jobmon:
 
     # -- the checker --------------------------------------------------------------------------
 
-    def check_job_status(self, history: timedelta | None = None) -> list[Alert]:
+    def check_job_status(
+        self, history: timedelta | None = None, *, shared_state: bool = False
+    ) -> list[Alert]:
         """Every problem, worst first, by the schema's ``check_job_status`` (pg_jobmon 1.4's
         rules). ``history`` is the window to look back; None means the longest active
         threshold, else one week. A window shorter than the longest active threshold is a
         :class:`~jobmon_core.checker.CheckHistoryError`. Healthy: one ``OK`` alert.
 
-        Plugins hear the alerts, with the flips since :attr:`alert_state`, which is then
-        updated, unless a plugin failed: then the same flips are reported next time."""
+        Plugins (``jobmon_alerts_found``) hear the alerts and the flips since the previous
+        check; the state they are measured against is updated only when every plugin took
+        them, so after a failed notification the same flips are reported again.
+
+        ``shared_state=False`` (default): the previous check is this object's
+        :attr:`alert_state`, in memory. ``shared_state=True``: it is the schema's table
+        ``job_alert_state``, shared by every process that checks with ``shared_state=True``
+        (``jobmon check --notify``, ``JobmonCheckOperator``), so a flip is reported once,
+        not by each new process, and two checks at the same moment report it once (the
+        second waits for the first, at most ``lock_timeout``; past that it tells the plugins
+        no changes, with a warning). That check writes, so the role needs the monitor
+        grants of schema version 7. With no ``jobmon_alerts_found`` plugin registered,
+        either mode is a plain read-only check."""
+        if shared_state and self._hooks.hears_alerts():
+            shared = self._alert_memory.check(history, self._hooks.alerts_found)
+            if shared is not None:
+                alerts, self.alert_state = shared
+                return alerts
+            alerts = self._checker.check_job_status(history)
+            self._hooks.alerts_found(alerts, [])  # the check holding the state reports them
+            return alerts
         alerts = self._checker.check_job_status(history)
         changes = diff_alerts(self.alert_state, alerts)
         if self._hooks.alerts_found(alerts, changes):
@@ -486,11 +517,14 @@ class Jobmon:
         """The newest runs of the job ``name``."""
         return self._reports.show_job(name, limit)
 
-    def show_job_like(self, pattern: str, limit: int = 10) -> list[JobRecord]:
+    def show_job_like(
+        self, pattern: str, limit: int = 10, *, status: str | None = None
+    ) -> list[JobRecord]:
         """The newest runs of jobs whose name matches the POSIX regex ``pattern``,
         case-insensitively (upstream upper-cases the pattern, which turns ``\\d`` into
-        ``\\D``; we match with ``~*`` instead)."""
-        return self._reports.show_job_like(pattern, limit)
+        ``\\D``; we match with ``~*`` instead); with ``status``, only runs with exactly
+        that status text."""
+        return self._reports.show_job_like(pattern, limit, status=status)
 
     def show_job_status(
         self, status: str, limit: int = 10, *, name: str | None = None

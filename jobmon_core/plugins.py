@@ -110,7 +110,7 @@ class JobmonSpec:
 
     @hookspec
     def jobmon_step_finished(
-        self, job_id: int | None, step_id: int, status: str, message: str | None, schema: str
+        self, job_id: int, step_id: int, status: str, message: str | None, schema: str
     ) -> None:
         """Called after a step got a status (``update_step`` committed; with
         ``Jobmon(buffered=True)``, when the update is queued: it is committed at the next
@@ -119,8 +119,8 @@ class JobmonSpec:
         Called on every update of every step, including intermediate ones
         (``step.update(...)``), so this is the hook where speed matters most.
 
-        :param job_id: The ``job_log.job_id`` of the step's job, or None when the caller
-            knew only the step id.
+        :param job_id: The ``job_log.job_id`` of the step's job (read in the same round
+            trip as the update, or known to the buffer).
         :param step_id: The ``job_detail.step_id``.
         :param status: The step's status text as stored (``OK``, ``CRITICAL``, or any text).
         :param message: The step's message as stored, or None (stored as NULL).
@@ -324,10 +324,8 @@ class PluginCaller:
         """After ``add_job`` committed a new run."""
         return self._call("jobmon_job_started", {"job_id": job_id, "job_name": job_name})
 
-    def step_finished(
-        self, step_id: int, status: str, message: str | None, job_id: int | None = None
-    ) -> bool:
-        """After ``update_step`` committed; ``job_id`` when the caller knows it."""
+    def step_finished(self, step_id: int, status: str, message: str | None, job_id: int) -> bool:
+        """After ``update_step`` committed (or was queued, buffered), with the step's job."""
         return self._call(
             "jobmon_step_finished",
             {"job_id": job_id, "step_id": step_id, "status": status, "message": message},
@@ -338,6 +336,11 @@ class PluginCaller:
         return self._call(
             "jobmon_job_finished", {"job_id": job_id, "status": status, "alert_code": alert_code}
         )
+
+    def hears_alerts(self) -> bool:
+        """Whether any plugin implements ``jobmon_alerts_found``: without one, a check has
+        nobody to tell about its changes, so it need not compare with (or keep) a state."""
+        return bool(self._callers[_ALERTS_HOOK].get_hookimpls())
 
     def alerts_found(self, alerts: list[Alert], changes: list[AlertChange]) -> bool:
         """After a check. False when a plugin failed, so that the caller can keep its

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from . import validation
+from .caller import error_text
 from .connection import LoggingConnection
 from .errors import InvalidArgumentError
 
@@ -100,11 +101,16 @@ class Reports:
             sql.SQL("job_name = upper(%(name)s)"), {"name": name, "limit": limit_arg(limit)}
         )
 
-    def show_job_like(self, pattern: str, limit: int = 10) -> list[JobRecord]:
+    def show_job_like(
+        self, pattern: str, limit: int = 10, *, status: str | None = None
+    ) -> list[JobRecord]:
         validation.text(pattern, "pattern", allow_empty=False)
-        return self._jobs(
-            sql.SQL("job_name ~* %(pattern)s"), {"pattern": pattern, "limit": limit_arg(limit)}
-        )
+        params: dict[str, object] = {"pattern": pattern, "limit": limit_arg(limit)}
+        if status is None:
+            return self._jobs(sql.SQL("job_name ~* %(pattern)s"), params)
+        validation.text(status, "status", allow_empty=False)
+        params["status"] = status  # in SQL, before the LIMIT: never filter a page afterwards
+        return self._jobs(sql.SQL("job_name ~* %(pattern)s AND status = %(status)s"), params)
 
     def show_job_status(
         self, status: str, limit: int = 10, *, name: str | None = None
@@ -162,43 +168,53 @@ class Reports:
 
     def job_log_clear(self, jobmon: Jobmon, older_than: timedelta, batch_size: int) -> int:
         """Delete runs that started more than ``older_than`` ago (their steps go with them),
-        logged as a job of its own, as upstream; return the number of runs deleted."""
+        logged as a job of its own, as upstream; return the number of runs deleted.
+
+        The job and its step are :meth:`Jobmon.job` and ``job.step``: an error fails the
+        step (``ERROR: <message>``, upstream's text) and the job, or, if the step could not
+        even be added, logs upstream's ``EXCEPTION before first step logged`` step."""
         if not isinstance(older_than, timedelta) or older_than < timedelta(0):
             raise InvalidArgumentError("older_than must be a datetime.timedelta of zero or more")
         validation.duration(older_than, "older_than")  # now() - older_than must be a timestamp
         batch_size = limit_arg(batch_size, "batch_size")
         boundary, boundary_text = self._connection.run(
-            lambda conn, _: conn.execute(
-                "SELECT now() - %s, (now() - %s)::text", [older_than, older_than]
-            ).fetchone()
+            lambda conn, _: _one(
+                conn.execute("SELECT now() - %s, (now() - %s)::text", [older_than, older_than])
+            )
         )
         title = f"Purging pg_jobmon job logs older than {boundary_text}"
-        job_id = jobmon.add_job(title)
-        step_id: int | None = None
+        purge = jobmon.job(title)
+        purge.failure_text = error_text  # upstream's "ERROR: <message>"
+        with purge, purge.step(title) as step:
+            assert purge.job_id is not None  # entered
+            deleted = self._delete_before(boundary, purge.job_id, batch_size)
+            if deleted:
+                step.message = (
+                    f"Deleted {deleted} rows from job_log and associated rows in job_detail"
+                )
+            else:
+                step.message = f"No jobs logged older than {boundary_text}"
+            logger.info(step.message)
+        return deleted
+
+    def _delete_before(self, boundary: datetime, own_job_id: int, batch_size: int) -> int:
+        """Delete, in batches (each its own short transaction), the runs started at or before
+        ``boundary``, except the purge's own; return how many."""
         delete = sql.SQL(
             "DELETE FROM {job_log} WHERE job_id IN (SELECT job_id FROM {job_log}"
             " WHERE start_time <= %(boundary)s AND job_id <> %(own)s LIMIT %(batch)s)"
         ).format(job_log=self._t("job_log"))
-        params = {"boundary": boundary, "own": job_id, "batch": batch_size}
-        try:
-            step_id = jobmon.add_step(job_id, title)
-            deleted = 0
-            while True:
-                batch = self._connection.run(lambda conn, _: conn.execute(delete, params).rowcount)
-                deleted += batch
-                if batch < batch_size:
-                    break
-            if deleted:
-                message = f"Deleted {deleted} rows from job_log and associated rows in job_detail"
-            else:
-                message = f"No jobs logged older than {boundary_text}"
-            logger.info(message)
-            jobmon.update_step(step_id, "OK", message)
-            jobmon.close_job(job_id)
-            return deleted
-        except Exception as exc:
-            if step_id is None:
-                step_id = jobmon.add_step(job_id, "EXCEPTION before first step logged")
-            jobmon.update_step(step_id, "CRITICAL", f"ERROR: {exc}")
-            jobmon.fail_job(job_id)
-            raise
+        params = {"boundary": boundary, "own": own_job_id, "batch": batch_size}
+        deleted = 0
+        while True:
+            batch = self._connection.run(lambda conn, _: conn.execute(delete, params).rowcount)
+            deleted += batch
+            if batch < batch_size:
+                return deleted
+
+
+def _one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The one row a statement that always returns one returned."""
+    row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)

@@ -7,8 +7,9 @@ each kind of user gets what its calls need, and no more:
   can read the log, but it cannot delete or rewrite history (only the columns a finish sets
   are updatable), and it cannot read or change the monitoring configuration or the
   monitoring state. The triggers that keep that state run as their owner (migration 0005);
-- the **monitor** (Nagios, ``jobmon check``, dashboards) only reads: ``check_job_status``,
-  ``check_job_summary``, the reports and the configuration;
+- the **monitor** (Nagios, ``jobmon check``, dashboards) reads: ``check_job_status``,
+  ``check_job_summary``, the reports and the configuration; it writes only
+  ``job_alert_state``, the levels the notifiers last heard (``jobmon check --notify``);
 - the **admin** configures monitoring, edits status texts and purges old runs: all DML on
   the jobmon tables, which covers everything the writer and the monitor do. It gets direct
   grants rather than membership of the other two, so each role can be created alone and
@@ -57,9 +58,11 @@ _RESERVED = {"public", "none", "current_user", "session_user", "current_role"}
 _LOG_TABLES = ("job_log", "job_detail")
 _ALL_TABLES = ("job_log", "job_detail", "job_check_log", "job_check_config", "job_status_text")
 _READ_ONLY = ("job_alert_nagios", schema_module.MIGRATIONS_TABLE)
+_ALERT_STATE = ("job_alert_state",)  # version 7: what the notifiers last heard
 _SEQUENCES = ("job_log_job_id_seq", "job_detail_step_id_seq")
 _RUN_KEY_FUNCTIONS = (
     ("add_run_job", "text, text, text, integer"),
+    ("find_or_add_run_job", "text, text, text, integer"),  # version 8
     ("add_run_step", "bigint, text, text"),
 )
 _CHECK_FUNCTIONS = (
@@ -148,15 +151,22 @@ MONITOR_GRANTS: tuple[Grant, ...] = (
         "check_job_status, list_checks, the show_* reports, schema_version()",
     ),
     Grant("EXECUTE", "FUNCTION", _CHECK_FUNCTIONS, "the checks, as SQL (check_postgres, Grafana)"),
+    Grant(
+        "SELECT, INSERT, UPDATE, DELETE",
+        "TABLE",
+        _ALERT_STATE,
+        "check_job_status(shared_state=True), jobmon check --notify: the levels notified",
+    ),
 )
-"""Read-only: no INSERT, UPDATE or DELETE, no sequence, no function that writes."""
+"""Reads the log: no INSERT, UPDATE or DELETE on it, no sequence, no function that writes.
+The one table it writes is the checkers' own memory of what the notifiers last heard."""
 
 ADMIN_GRANTS: tuple[Grant, ...] = (
     _SCHEMA_USAGE,
     Grant(
         "SELECT, INSERT, UPDATE, DELETE",
         "TABLE",
-        _ALL_TABLES,
+        (*_ALL_TABLES, *_ALERT_STATE),
         "configure_check/remove_check, status texts, job_log_clear (which logs itself), "
         "clearing alerts by hand, and all the writer and the monitor do",
     ),

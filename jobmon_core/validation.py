@@ -14,6 +14,7 @@ no UTF-8 form. Names that PostgreSQL indexes (job names, run and step keys) are 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal, overload
 
 from .errors import InvalidArgumentError
 
@@ -28,11 +29,20 @@ MAX_DURATION = timedelta(days=365_250)
 PostgreSQL's timestamp range, or every later check would fail on a stored threshold."""
 
 
-def text(value: object, what: str, *, allow_none: bool = False, allow_empty: bool = True) -> str:
-    """Check a text argument: a str, storable in PostgreSQL text (no NUL, valid Unicode)."""
+@overload
+def text(
+    value: object, what: str, *, allow_none: Literal[False] = False, allow_empty: bool = True
+) -> str: ...
+@overload
+def text(value: object, what: str, *, allow_none: bool, allow_empty: bool = True) -> str | None: ...
+def text(
+    value: object, what: str, *, allow_none: bool = False, allow_empty: bool = True
+) -> str | None:
+    """Check a text argument: a str, storable in PostgreSQL text (no NUL, valid Unicode).
+    ``None`` comes back as ``None`` only with ``allow_none`` (typed so: a str otherwise)."""
     if value is None:
         if allow_none:
-            return None  # type: ignore[return-value]
+            return None
         raise InvalidArgumentError(f"{what} must be a string, not None")
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{what} must be a string, not {type(value).__name__}")
@@ -55,7 +65,11 @@ def text(value: object, what: str, *, allow_none: bool = False, allow_empty: boo
     return value
 
 
-def key(value: object, what: str, *, allow_none: bool = False) -> str:
+@overload
+def key(value: object, what: str, *, allow_none: Literal[False] = False) -> str: ...
+@overload
+def key(value: object, what: str, *, allow_none: bool) -> str | None: ...
+def key(value: object, what: str, *, allow_none: bool = False) -> str | None:
     """An indexed name (job name, run key, step key): non-empty text of at most
     :data:`MAX_KEY_BYTES` bytes in UTF-8."""
     checked = text(value, what, allow_none=allow_none, allow_empty=False)

@@ -15,7 +15,12 @@ answer was lost must not land twice, so every write is idempotent by constructio
   job finished with the very status it was setting knows its first attempt landed.
 
 A reserved id older than :data:`RESERVATION_TTL` seconds is not used, so ids keep following
-the order in which rows were written, across processes, to within that bound.
+the order in which rows were written, across processes, to within that bound. A child of
+``fork()`` drops the reservations it inherited (:mod:`jobmon_core.forking`): they are its
+parent's, and two processes inserting the same id would collide.
+
+A first insert whose id is taken is an error (:class:`DatabaseError`), never a merge: only a
+retry may find its row already there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from . import forking
 from .connection import LoggingConnection
 from .errors import (
     DatabaseError,
@@ -76,6 +82,7 @@ class _Statements:
             " elapsed_time = date_part('epoch', current_timestamp - start_time)::real,"
             " status = %(status)s, message = %(message)s"
             " WHERE step_id = %(step_id)s"
+            " RETURNING job_id"
         ).format(job_detail=t("job_detail"))
         self.job_state = sql.SQL(
             "SELECT j.job_id IS NOT NULL, j.end_time, j.status FROM (SELECT) AS one"
@@ -85,9 +92,10 @@ class _Statements:
         self._t = t
 
     def run_job(self) -> sql.Composed:
-        return sql.SQL("SELECT {}(%(name)s, %(run_key)s, %(owner)s, %(pid)s)").format(
-            self._t("add_run_job")
-        )
+        """Get or create the job of a run key, and say whether it was created (version 8)."""
+        return sql.SQL(
+            "SELECT job_id, created FROM {}(%(name)s, %(run_key)s, %(owner)s, %(pid)s)"
+        ).format(self._t("find_or_add_run_job"))
 
     def run_step(self) -> sql.Composed:
         return sql.SQL("SELECT {}(%(job_id)s, %(step_key)s, %(action)s)").format(
@@ -153,6 +161,11 @@ class Writer:
         self._next_step_id: _Reservation | None = None
         self._rendered_for: psycopg.Connection | None = None
         self._rendered: dict[str, bytes] = {}
+        forking.forget_in_child(self)
+
+    def after_fork_in_child(self) -> None:
+        """Drop the ids reserved by the parent: the parent will use them."""
+        self._next_job_id = self._next_step_id = None
 
     def _hot(self, conn: psycopg.Connection, name: str) -> bytes:
         """The statement ``name`` of :class:`_Statements` rendered for ``conn``.
@@ -192,7 +205,7 @@ class Writer:
     def _nextval(conn: psycopg.Connection, statement: bytes) -> int:
         row = conn.execute(statement).fetchone()
         assert row is not None
-        return row[0]
+        return int(row[0])
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -218,22 +231,26 @@ class Writer:
             params = {"job_id": job_id, "owner": owner, "name": name, "pid": self._pid(pid)}
             row = conn.execute(self._hot(conn, "add_job"), params).fetchone()
             if row is None and not retrying:
-                raise DatabaseError(
-                    f"job_id {job_id} from job_log_job_id_seq is already in job_log: the "
-                    "sequence is behind the table; setval() it past max(job_id)"
-                )
+                raise DatabaseError(_taken(job_id, "job_id", "job_log", "job_log_job_id_seq"))
             self._next_job_id = self._reserve(row[0] if row else None)
             return job_id
 
         return self._connection.run(write)
 
-    def add_run_job(self, name: str, run_key: str, *, owner: str | None, pid: int | None) -> int:
-        """Get or create the job of ``run_key``: idempotent by nature, so retry-safe."""
+    def add_run_job(
+        self, name: str, run_key: str, *, owner: str | None, pid: int | None
+    ) -> tuple[int, bool]:
+        """Get or create the job of ``run_key``; return its id and whether this call created
+        it. Idempotent by nature, so retry-safe; but a retry after a lost answer finds the
+        job its first attempt created and says "not created", so a caller that acts once per
+        created job (the job_started hook) may, rarely, not act: never twice."""
         statement = self._sql.run_job()
 
-        def write(conn: psycopg.Connection, _: bool) -> int:
+        def write(conn: psycopg.Connection, _: bool) -> tuple[int, bool]:
             params = {"name": name, "run_key": run_key, "owner": owner, "pid": self._pid(pid)}
-            return conn.execute(statement, params).fetchone()[0]  # type: ignore[index]
+            row = conn.execute(statement, params).fetchone()
+            assert row is not None  # the function always returns one row
+            return int(row[0]), bool(row[1])
 
         return self._connection.run(write)
 
@@ -244,9 +261,11 @@ class Writer:
 
         def write(conn: psycopg.Connection, _: bool) -> int:
             try:
-                return conn.execute(statement, params).fetchone()[0]  # type: ignore[index]
+                row = conn.execute(statement, params).fetchone()
             except pg_errors.ForeignKeyViolation:
                 raise JobNotFoundError(f"no job with job_id {job_id}: add_job() first") from None
+            assert row is not None  # the function always returns one row
+            return int(row[0])
 
         return self._connection.run(write)
 
@@ -264,22 +283,25 @@ class Writer:
                 raise JobNotFoundError(f"no job with job_id {job_id}: add_job() first") from None
             if row is None and not retrying:
                 raise DatabaseError(
-                    f"step_id {step_id} from job_detail_step_id_seq is already in job_detail: "
-                    "the sequence is behind the table; setval() it past max(step_id)"
+                    _taken(step_id, "step_id", "job_detail", "job_detail_step_id_seq")
                 )
             self._next_step_id = self._reserve(row[0] if row else None)
             return step_id
 
         return self._connection.run(write)
 
-    def update_step(self, step_id: int, status: str, message: str | None) -> None:
+    def update_step(self, step_id: int, status: str, message: str | None) -> int:
+        """Set a step's status, message and end time; return the step's job_id (read in the
+        same round trip, for the plugins' ``jobmon_step_finished``)."""
         params = {"step_id": step_id, "status": status, "message": message}
 
-        def write(conn: psycopg.Connection, retrying: bool) -> None:
-            if conn.execute(self._hot(conn, "update_step"), params).rowcount == 0:
+        def write(conn: psycopg.Connection, retrying: bool) -> int:
+            row = conn.execute(self._hot(conn, "update_step"), params).fetchone()
+            if row is None:
                 raise StepNotFoundError(f"no step with step_id {step_id}: add_step() first")
+            return int(row[0])
 
-        self._connection.run(write)
+        return self._connection.run(write)
 
     def finish_job(self, job_id: int, level: int, status_table: sql.Identifier) -> str:
         """Close (level 1) or fail (level > 1) an open job; return the status text set."""
@@ -290,7 +312,7 @@ class Writer:
         def write(conn: psycopg.Connection, retrying: bool) -> str:
             row = conn.execute(finish, params).fetchone()
             if row is not None:
-                return row[0]
+                return str(row[0])
             exists, end_time, status = conn.execute(self._hot(conn, "job_state"), params).fetchone()  # type: ignore[misc]
             text = conn.execute(status_text, params).fetchone()
             if not exists:
@@ -298,7 +320,7 @@ class Writer:
             if text is None:
                 raise StatusTextError(self._no_text(level, status_table))
             if retrying and status == text[0]:
-                return status  # our first attempt landed before the connection broke
+                return str(status)  # our first attempt landed before the connection broke
             raise JobFinishedError(
                 f"job {job_id} already finished at {end_time} with status {status!r}; "
                 "nothing was changed"
@@ -347,3 +369,14 @@ class Writer:
             f"alert level {level} has no text in {status_table.as_string(None)}; "
             f"insert a row (alert_code {level}, alert_text ...) or use an existing level"
         )
+
+
+def _taken(value: int, column: str, table: str, sequence: str) -> str:
+    """The message for a first insert that found its id taken: every cause we know of."""
+    return (
+        f"{column} {value} is already in {table}, written by someone else; nothing was "
+        f"written. The id came from {sequence}, so either the sequence is behind the table "
+        f"(set back with setval(), or rows inserted with explicit {column}s: setval() it "
+        f"past max({column})), or it was reserved by a copy of this process made without "
+        "os.fork() (a child of os.fork() drops its parent's reservations)"
+    )

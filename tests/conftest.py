@@ -23,7 +23,13 @@ _schema_numbers = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[pg.Server]:
+    """The server under test, checked once: a server the tests cannot use (unreachable, not a
+    superuser, no password logins for other roles) stops the run with one sentence saying
+    what it needs, instead of failing each test with libpq's error."""
     with pg.server("JOBMON_TEST_DSN") as srv:
+        problem = pg.setup_problem(srv, "JOBMON_TEST_DSN")
+        if problem is not None:
+            pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
         yield srv
 
 

@@ -10,7 +10,16 @@ import time
 
 import pytest
 
-from jobmon_core import InvalidArgumentError, Jobmon, JobNotFoundError, StepNotFoundError
+from jobmon_core import (
+    InvalidArgumentError,
+    Jobmon,
+    JobNotFoundError,
+    LockTimeoutError,
+    StepNotFoundError,
+)
+
+from .faults import cutting_proxy
+from .tables import Rows
 
 
 @pytest.fixture
@@ -134,3 +143,85 @@ def test_a_batch_retried_after_a_killed_backend_lands_once(bjm, rows, admin):
     admin.execute("SELECT pg_terminate_backend(%s, 5000)", [bjm._connection.backend_pid])
     assert bjm.flush() == 20
     assert len(rows("job_detail")) == 20
+
+
+def test_steps_of_a_deleted_job_are_dropped_and_the_rest_written(bjm, rows, admin, caplog):
+    """One bad step must not block every later write: the steps whose job is gone are
+    dropped and reported, the others land, and later calls work."""
+    doomed = bjm.add_job("doomed")
+    kept = bjm.add_job("kept")
+    lost = [bjm.add_step(doomed, f"lost {i}") for i in range(3)]
+    for i in range(4):
+        bjm.update_step(bjm.add_step(kept, f"kept {i}"), "OK", None)
+    rows.execute("DELETE FROM job_log WHERE job_id = %s", [doomed])  # job_log_clear, say
+    with caplog.at_level("WARNING", logger="jobmon_core"):
+        bjm.close_job(kept)  # flushes first: must not fail for another job's steps
+    assert [d["action"] for d in rows("job_detail")] == [f"kept {i}" for i in range(4)]
+    (report,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert ", ".join(map(str, lost)) in report
+    assert f"of job {doomed}" in report
+    assert "no longer exists" in report
+    later = bjm.add_job("later")  # nothing left behind to poison later calls
+    bjm.add_step(later, "fine")
+    bjm.close()
+    assert len(rows("job_detail")) == 5
+
+
+def test_a_step_id_held_by_another_row_is_never_merged_into_it(bjm, rows, caplog):
+    """A first insert that meets an existing step_id is an error, never a silent merge:
+    the row of someone else stays as it was, and the other steps are written."""
+    job = bjm.add_job("collision")
+    mine = bjm.add_step(job, "mine")
+    other = bjm.add_step(job, "other")
+    bjm.update_step(mine, "OK", "written by me")
+    rows.execute(
+        "INSERT INTO job_detail (job_id, step_id, action, start_time, status, message)"
+        " VALUES (%s, %s, 'somebody else', now(), 'WARNING', 'not yours')",
+        [job, mine],
+    )
+    with caplog.at_level("WARNING", logger="jobmon_core"):
+        assert bjm.flush() == 1
+    details = rows("job_detail")
+    assert [(d["step_id"], d["action"], d["status"], d["message"]) for d in details] == [
+        (mine, "somebody else", "WARNING", "not yours"),
+        (other, "other", None, None),
+    ]
+    (report,) = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert report.levelname == "ERROR"
+    assert f"step(s) {mine} of job {job}" in report.getMessage()
+
+
+def test_close_closes_the_connection_even_when_the_flush_fails(dsn, jm, rows, admin):
+    bjm = Jobmon(dsn, schema=jm.schema, buffered=True, flush_interval=30, lock_timeout=0.3)
+    job = bjm.add_job("blocked flush")
+    bjm.add_step(job, "queued")
+    assert bjm._connection.backend_pid is not None
+    with admin.transaction():
+        rows.execute("LOCK TABLE job_detail IN ACCESS EXCLUSIVE MODE")  # held till the end
+        with pytest.raises(LockTimeoutError):
+            bjm.close()
+        assert bjm._connection.backend_pid is None  # closed all the same
+    bjm.close()  # the lock is gone: the queued step is written now
+    assert bjm._connection.backend_pid is None
+    assert [d["action"] for d in rows("job_detail")] == ["queued"]
+    bjm.close()  # closing again is harmless
+
+
+def test_a_batch_committed_but_unanswered_lands_exactly_once(dsn, schema_name, admin):
+    """The retry after a cut finds the rows of its own first attempt: it must accept them
+    as its own (same job, action, start time), not drop them as someone else's."""
+    rows = Rows(admin, schema_name)
+    with cutting_proxy(dsn) as proxy:
+        bjm = Jobmon(proxy.dsn, schema=schema_name, buffered=True, flush_interval=30)
+        bjm.install()
+        job = bjm.add_job("cut batch")
+        steps = [bjm.add_step(job, f"step {i}") for i in range(10)]
+        for step in steps[:5]:
+            bjm.update_step(step, "OK", f"done {step}")
+        proxy.cut_after(b"COMMIT")
+        assert bjm.flush() == 10
+        assert proxy.cuts == 1
+        bjm.close()
+    details = rows("job_detail")
+    assert [d["step_id"] for d in details] == steps
+    assert [d["message"] for d in details] == [f"done {s}" for s in steps[:5]] + [None] * 5

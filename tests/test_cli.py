@@ -184,9 +184,9 @@ def test_install_jobs_steps(cli, dsn, schema_name, capsys):
     code = main(["--dsn", dsn, "--schema", schema_name + "_cli", "install"])
     out, _ = capsys.readouterr()
     assert code == 0
-    assert "upgraded to version" in out
+    assert out.startswith(f"installed pg-jobmon in schema '{schema_name}_cli' at version ")
     main(["--dsn", dsn, "--schema", schema_name + "_cli", "install"])
-    assert "is up to date" in capsys.readouterr()[0]
+    assert "is already at version" in capsys.readouterr()[0]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(

@@ -337,7 +337,7 @@ def test_checks_and_reports_through_pgbouncer(pjm):
 def test_the_cli_through_pgbouncer(pooled_dsn, schema, capsys, caplog):
     base = ["--dsn", pooled_dsn, "--schema", schema]
     assert cli.main([*base, "install"]) == 0
-    assert "upgraded to version" in capsys.readouterr().out
+    assert "installed pg-jobmon in schema" in capsys.readouterr().out
     assert cli.main([*base, "check"]) == 0
     assert capsys.readouterr().out.startswith("JOBMON OK")
     assert cli.main([*base, "config", "set", "cli job", "--warn", "1h", "--error", "2h"]) == 0

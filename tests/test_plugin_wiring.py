@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -35,8 +36,8 @@ class Recorder:
         self.calls.append(("started", {"job_id": job_id, "job_name": job_name}))
 
     @hookimpl
-    def jobmon_step_finished(self, step_id, status, message):
-        self.calls.append(("step", {"status": status, "message": message}))
+    def jobmon_step_finished(self, job_id, step_id, status, message):
+        self.calls.append(("step", {"job_id": job_id, "status": status, "message": message}))
 
     @hookimpl
     def jobmon_job_finished(self, job_id, status, alert_code):
@@ -65,12 +66,32 @@ def test_the_writer_tells_plugins_about_jobs_and_steps(recorded):
     jm.cancel_job(cancelled)
     assert [(kind, args) for kind, args in recorder.calls] == [
         ("started", {"job_id": job.job_id, "job_name": "hooked"}),
-        ("step", {"status": "OK", "message": "fine"}),
+        ("step", {"job_id": job.job_id, "status": "OK", "message": "fine"}),
         ("finished", {"status": "OK", "alert_code": 1}),
         ("started", {"job_id": failed, "job_name": "second"}),
         ("finished", {"status": "WARNING", "alert_code": 2}),
         ("started", {"job_id": cancelled, "job_name": "third"}),
         ("finished", {"status": "CRITICAL", "alert_code": 3}),
+    ]
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["durable", "buffered"])
+def test_step_finished_names_the_steps_job(dsn, jm, buffered):
+    """The hook always gets the job_id, also for a step updated by id alone (an older step
+    of another job, as a caller holding only step ids does)."""
+    manager = new_plugin_manager(load_entry_points=False)
+    recorder = Recorder()
+    manager.register(recorder)
+    first = jm.add_job("first")
+    old_step = jm.add_step(first, "older step")
+    with Jobmon(dsn, schema=jm.schema, plugins=manager, buffered=buffered) as hooked:
+        second = hooked.add_job("second")
+        hooked.update_step(hooked.add_step(second, "new step"), "OK", None)
+        hooked.update_step(old_step, "WARNING", "late")
+    steps = [args for kind, args in recorder.calls if kind == "step"]
+    assert steps == [
+        {"job_id": second, "status": "OK", "message": None},
+        {"job_id": first, "status": "WARNING", "message": "late"},
     ]
 
 
@@ -198,3 +219,59 @@ def test_configure_then_check_fires_missing_flip(recorded):
     jm.check_job_status()
     (flip,) = next(a["changes"] for k, a in recorder.calls if k == "alerts")
     assert (flip.job_name, flip.current_code, flip.alert.alert_status) == ("NIGHTLY", 3, "MISSING")
+
+
+# -- --notify keeps its state in the schema, shared with every checker --------------------------
+
+
+def broken(jm: Jobmon) -> None:
+    for _ in range(3):
+        jm.fail_job(jm.add_job("broken"))
+
+
+def test_notify_remembers_across_runs_and_timeouts_in_the_schema(
+    dsn, jm, webhook, tmp_path, monkeypatch, capsys
+):
+    """Each run is a new process; the state was a file named after a repr that held the
+    time-out, so ``-t 5`` after ``-t 10`` notified the same problem again."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    base = ["--dsn", dsn, "--schema", jm.schema, "check", "--notify", "--webhook-url", webhook.url]
+    broken(jm)
+    assert main([*base, "-t", "10"]) == 2
+    assert main([*base, "-t", "5"]) == 2  # another time-out: the same state
+    assert main([*base, "--timeout", "7", "--no-prepare"]) == 2
+    assert [[c["current_code"] for c in b["changes"]] for b in webhook.bodies] == [[3]]
+    assert list(tmp_path.iterdir()) == []  # no state file anywhere
+    jm.close_job(jm.add_job("broken"))
+    assert main(base) == 0
+    assert [b["changes"][0]["current_code"] for b in webhook.bodies] == [3, 1]
+    capsys.readouterr()
+
+
+def test_notify_and_an_airflow_like_check_share_one_state(dsn, jm, webhook, capsys):
+    from jobmon_core.notifiers.webhook import WebhookNotifier
+
+    broken(jm)
+    manager = new_plugin_manager(load_entry_points=False)
+    manager.register(WebhookNotifier(webhook.url))
+    other = Jobmon(dsn, schema=jm.schema, plugins=manager)
+    other.check_job_status(timedelta(days=1), shared_state=True)
+    other.close()
+    args = ["--dsn", dsn, "--schema", jm.schema, "check", "--notify", "--webhook-url", webhook.url]
+    assert main(args) == 2
+    assert len(webhook.bodies) == 1
+    capsys.readouterr()
+
+
+def test_the_real_check_process_with_notify(dsn, jm, webhook, rows):
+    from .test_cli import JOBMON
+
+    broken(jm)
+    argv = [JOBMON, "check", "--notify", "--webhook-url", webhook.url, "--dsn", dsn,
+            "--schema", jm.schema]  # fmt: skip
+    for _ in range(2):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 2, done.stdout + done.stderr
+    assert len(webhook.bodies) == 1
+    assert [(r["job_name"], r["alert_code"]) for r in rows("job_alert_state")] == [("BROKEN", 3)]

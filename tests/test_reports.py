@@ -155,3 +155,54 @@ def test_job_log_clear_does_not_block_writers(jm, rows, dsn):
     assert max(writer_latencies) < 2.0  # no writer waited for the purge
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_failing_purge_fails_its_step_and_its_job(jm, rows, dsn):
+    """The purge is logged through ``jm.job()``/``job.step()``: an error fails the step with
+    upstream's ``ERROR: <message>`` and the job, and propagates."""
+    from jobmon_core import Jobmon, LockTimeoutError
+
+    rows.execute(
+        "INSERT INTO job_log (owner, job_name, start_time, pid)"
+        " VALUES (current_user, 'OLD', now() - interval '60 days', 1)"
+    )
+    impatient = Jobmon(dsn, schema=jm.schema, lock_timeout=0.2)
+    with psycopg.connect(dsn) as holder:
+        holder.execute(
+            psycopg.sql.SQL("SELECT * FROM {} WHERE job_name = 'OLD' FOR UPDATE").format(
+                psycopg.sql.Identifier(jm.schema, "job_log")
+            )
+        )
+        with pytest.raises(LockTimeoutError):
+            impatient.job_log_clear(timedelta(days=30))
+    impatient.close()
+    (purge,) = jm.show_job_like("^PURGING")
+    assert purge.status == "CRITICAL"
+    (step,) = jm.show_detail(purge.job_id)
+    assert step.action.startswith("Purging pg_jobmon job logs older than ")
+    assert step.status == "CRITICAL"
+    assert step.message.startswith("ERROR: ")
+    assert "gave up waiting for a lock" in step.message
+
+
+def test_an_interrupted_purge_still_ends_its_job(jm, dsn):
+    """Ctrl-C (or any BaseException) inside the purge: the job is failed, not left open, as
+    ``jm.job()`` guarantees for every job (the purge's own copy caught ``Exception`` only)."""
+    from jobmon_core import Jobmon
+    from jobmon_core.plugins import hookimpl, new_plugin_manager
+
+    class Interrupt:
+        @hookimpl
+        def jobmon_step_finished(self, status):
+            if status == "OK":
+                raise KeyboardInterrupt
+
+    manager = new_plugin_manager(load_entry_points=False)
+    manager.register(Interrupt())
+    interrupted = Jobmon(dsn, schema=jm.schema, plugins=manager)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.job_log_clear(timedelta(days=30))
+    interrupted.close()
+    (purge,) = jm.show_job_like("^PURGING")
+    assert purge.status == "CRITICAL"
+    assert purge.end_time is not None

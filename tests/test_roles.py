@@ -50,6 +50,7 @@ WRITER = {
     "job_log_job_id_seq: USAGE",
     "job_detail_step_id_seq: USAGE",
     "add_run_job: EXECUTE",
+    "find_or_add_run_job: EXECUTE",
     "add_run_step: EXECUTE",
     "schema: USAGE",
 }
@@ -69,11 +70,20 @@ MONITOR = {
     "check_job_status: EXECUTE",
     "check_job_summary: EXECUTE",
     "schema: USAGE",
+    # the one table the monitor writes: the levels the notifiers last heard
+    *(f"job_alert_state: {p}" for p in ("SELECT", "INSERT", "UPDATE", "DELETE")),
 }
 ADMIN = {
     *(
         f"{t}: {p}"
-        for t in ("job_log", "job_detail", "job_check_log", "job_check_config", "job_status_text")
+        for t in (
+            "job_log",
+            "job_detail",
+            "job_check_log",
+            "job_check_config",
+            "job_status_text",
+            "job_alert_state",
+        )
         for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
     ),
     "job_alert_nagios: SELECT",
@@ -85,7 +95,13 @@ ADMIN = {
     ),
     *(
         f"{f}: EXECUTE"
-        for f in ("add_run_job", "add_run_step", "check_job_status", "check_job_summary")
+        for f in (
+            "add_run_job",
+            "find_or_add_run_job",
+            "add_run_step",
+            "check_job_status",
+            "check_job_summary",
+        )
     ),
     "schema: USAGE",
 }
@@ -343,6 +359,8 @@ def test_the_buffered_writer_works_with_the_writer_role(roles, rows):
         "SELECT * FROM job_check_log",
         "INSERT INTO job_check_log (job_id, job_name) VALUES (1, 'X')",
         "DELETE FROM job_check_log",
+        "SELECT * FROM job_alert_state",
+        "INSERT INTO job_alert_state (job_name, alert_code) VALUES ('X', 3)",
         "INSERT INTO job_status_text VALUES (9, 'NINE')",
         "UPDATE job_status_text SET alert_text = 'FINE'",
         "SELECT setval('job_log_job_id_seq', 1)",
@@ -447,12 +465,34 @@ def test_the_monitor_checks_and_reports(roles, jm, dsn):
         "INSERT INTO job_status_text VALUES (9, 'NINE')",
         "SELECT nextval('job_log_job_id_seq')",
         "SELECT add_run_job('X', 'key', NULL, NULL)",
+        "SELECT find_or_add_run_job('X', 'key', NULL, NULL)",
         "TRUNCATE job_check_log",
         "INSERT INTO jobmon_schema_migrations (version, name, checksum) VALUES (99, 'x', 'x')",
     ],
 )
 def test_the_monitor_cannot(roles, statement):
     assert refused(roles.m_dsn, roles.schema, statement)
+
+
+def test_the_monitor_keeps_the_shared_alert_state(roles, jm):
+    from jobmon_core.plugins import hookimpl, new_plugin_manager
+
+    heard: list[list[str | None]] = []
+
+    class Notifier:
+        @hookimpl
+        def jobmon_alerts_found(self, changes):
+            heard.append([c.job_name for c in changes])
+
+    for _ in range(3):
+        jm.fail_job(jm.add_job("broken job"))
+    manager = new_plugin_manager(load_entry_points=False)
+    manager.register(Notifier())
+    for _ in range(2):  # two processes, one after the other
+        monitor = roles.jobmon(roles.m_dsn, plugins=manager)
+        monitor.check_job_status(shared_state=True)
+        monitor.close()
+    assert heard == [["BROKEN JOB"], []]
 
 
 def test_the_monitor_cannot_write_through_the_api(roles, jm):

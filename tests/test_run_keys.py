@@ -5,17 +5,37 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
+from psycopg import sql
 
 from jobmon_core import InvalidArgumentError, Jobmon, JobNotFoundError
+from jobmon_core.plugins import hookimpl, new_plugin_manager
 
 
-def _get_or_create(dsn: str, schema: str, barrier) -> tuple[int, int]:  # child process
-    jm = Jobmon(dsn, schema=schema)
+class StartedJobs:
+    """A plugin that writes down the jobs it heard started."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[int, str]] = []
+
+    @hookimpl
+    def jobmon_job_started(self, job_id: int, job_name: str) -> None:
+        self.started.append((job_id, job_name))
+
+
+def listening(dsn: str, schema: str) -> tuple[Jobmon, StartedJobs]:
+    plugin = StartedJobs()
+    manager = new_plugin_manager(load_entry_points=False)
+    manager.register(plugin)
+    return Jobmon(dsn, schema=schema, plugins=manager), plugin
+
+
+def _get_or_create(dsn: str, schema: str, barrier) -> tuple[int, int, int]:  # child process
+    jm, plugin = listening(dsn, schema)
     barrier.wait()
     job_id = jm.add_job("my_etl", run_key="airflow:my_etl/manual__1")
     step_id = jm.add_step(job_id, "extract [try 1]", step_key="extract[-1]#1")
     jm.close()
-    return job_id, step_id
+    return job_id, step_id, len(plugin.started)
 
 
 def test_concurrent_processes_share_one_job_and_one_step(dsn, jm, rows):
@@ -25,7 +45,8 @@ def test_concurrent_processes_share_one_job_and_one_step(dsn, jm, rows):
         barrier = manager.Barrier(n)
         with ctx.Pool(n) as pool:
             results = pool.starmap(_get_or_create, [(dsn, jm.schema, barrier)] * n)
-    assert len(set(results)) == 1
+    assert len({(job, step) for job, step, _ in results}) == 1
+    assert sum(started for _, _, started in results) == 1  # only the creator told its plugins
     (job,) = rows("job_log")
     assert (job["job_name"], job["run_key"]) == ("MY_ETL", "airflow:my_etl/manual__1")
     (step,) = rows("job_detail")
@@ -60,3 +81,34 @@ def test_bad_keys_are_refused(jm):
         jm.add_step(1, "x", step_key="a\x00")
     with pytest.raises(JobNotFoundError):
         jm.add_step(999999, "x", step_key="k")
+
+
+def test_job_started_is_heard_once_per_keyed_job(dsn, jm, rows):
+    """Issue #12: the hook never fired for a job with a run key (every Airflow run). It fires
+    for the call that created the job, and not for the calls that find it again."""
+    hooked, plugin = listening(dsn, jm.schema)
+    first = hooked.add_job("etl", run_key="airflow:etl/run_1@a")
+    assert hooked.add_job("etl", run_key="airflow:etl/run_1@a") == first
+    assert jm.add_job("etl", run_key="airflow:etl/run_1@a") == first  # another process
+    second = hooked.add_job("etl", run_key="airflow:etl/run_1@b")
+    hooked.close_job(first)
+    assert hooked.add_job("etl", run_key="airflow:etl/run_1@a") == first  # a late write
+    assert plugin.started == [(first, "etl"), (second, "etl")]
+    hooked.close()
+
+
+def test_the_sql_function_says_whether_it_created_the_job(admin, jm):
+    def call(function: str) -> tuple:
+        row = admin.execute(
+            sql.SQL("SELECT * FROM {}(%s, %s, NULL, NULL)").format(
+                sql.Identifier(jm.schema, function)
+            ),
+            ["etl", "airflow:etl/run_1@a"],
+        ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    (job_id, created) = call("find_or_add_run_job")
+    assert created is True
+    assert call("find_or_add_run_job") == (job_id, False)
+    assert call("add_run_job") == (job_id,)  # version 4's function: the same job

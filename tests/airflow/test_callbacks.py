@@ -27,7 +27,8 @@ def test_a_successful_run_is_one_job_with_a_step_per_try(jobmon_conn, jm, dag_mo
     assert run.state == "success"
     (job,) = jm.show_job("jobmon_test_callbacks")
     assert job.status == "OK"
-    assert job.run_key == f"airflow:jobmon_test_callbacks/{run.run_id}"
+    attempt = f"{run.start_date:%Y-%m-%dT%H:%M:%S.%fZ}/{run.run_after:%Y-%m-%dT%H:%M:%S.%fZ}"
+    assert job.run_key == f"airflow:jobmon_test_callbacks/{run.run_id}@{attempt}"
     steps = steps_by_action(jm, job.job_id)
     assert steps == {
         "extract [try 1]": ("OK", None),
@@ -119,7 +120,70 @@ def test_a_missing_connection_never_breaks_the_dag(monkeypatch, airflow_db, dag_
     with caplog.at_level(logging.WARNING, logger="jobmon_airflow"):
         run = dag_module.callbacks_dag.test(run_conf={"fail": False})
     assert run.state == "success"
-    assert "pg-jobmon: could not log" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jobmon_airflow"]
+    assert len(warnings) == 1, warnings  # once, not at each task try's start and end
+    assert "the jobmon connection is not defined in Airflow" in warnings[0]
+    assert "jobmon_default" in warnings[0]
+
+
+@pytest.mark.parametrize("schema_state", ["missing", "older"])
+def test_a_schema_not_set_up_gives_one_warning_without_sql(
+    schema_state, monkeypatch, dsn, admin, jm, airflow_db, dag_module, caplog
+):
+    """Issue #13: a missing schema gave two warnings per task try (its start and its end),
+    each with psycopg's ``LINE 1: SELECT ... ^`` fragment. A schema that is not there, or
+    older than this pg-jobmon (a function missing), is a set-up problem the next call hits
+    again: one warning that says what to do, then the process skips jobmon for a while."""
+    from psycopg import sql
+
+    from devtools.airflow_env import jobmon_connection
+    from jobmon_airflow import runlog
+
+    monkeypatch.setattr(runlog, "_jobmons", {})
+    monkeypatch.setattr(runlog, "_down_until", {})
+    schema = jm.schema
+    if schema_state == "missing":
+        schema = f"{jm.schema}_never_installed"
+    else:
+        admin.execute(
+            sql.SQL("DROP FUNCTION {}(text, text, text, integer)").format(
+                sql.Identifier(jm.schema, "find_or_add_run_job")
+            )
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_JOBMON_DEFAULT", jobmon_connection(dsn, schema))
+    with caplog.at_level(logging.WARNING, logger="jobmon_airflow"):
+        run = dag_module.callbacks_dag.test(run_conf={"fail": False})
+    assert run.state == "success", task_states(run)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jobmon_airflow"]
+    assert len(warnings) == 1, warnings
+    assert "the jobmon schema is missing or older than this pg-jobmon" in warnings[0]
+    assert "jobmon install" in warnings[0]
+    assert "LINE 1" not in warnings[0]
+    assert "^" not in warnings[0]
+
+
+def test_plugins_hear_each_logged_run_start_once(jobmon_conn, jm, dag_module):
+    """Issue #12: ``jobmon_job_started`` never fired for a job with a run key, so never for a
+    DAG run. It fires once per run, in the process that created the job, however many tasks
+    found it again."""
+    from jobmon_core.plugins import get_plugin_manager, hookimpl
+
+    heard: list[tuple[int, str]] = []
+
+    class Started:
+        @hookimpl
+        def jobmon_job_started(self, job_id: int, job_name: str) -> None:
+            heard.append((job_id, job_name))
+
+    plugin = Started()
+    get_plugin_manager().register(plugin)
+    try:
+        run = dag_module.callbacks_dag.test(run_conf={"fail": False})
+    finally:
+        get_plugin_manager().unregister(plugin)
+    assert run.state == "success"
+    (job,) = jm.show_job("jobmon_test_callbacks")
+    assert heard == [(job.job_id, "jobmon_test_callbacks")]
 
 
 def test_merge_callbacks_keeps_everything():
