@@ -27,9 +27,10 @@ bench: $(VENV)/.synced  ## all six benchmark sections, up to 10^7 log rows (abou
 bench-quick: $(VENV)/.synced  ## the same at small sizes (about 30 s), as CI runs it
 	JOBMON_BENCH_DSN="$(BENCH_DSN)" $(VENV)/bin/python -m bench.run --quick --json bench/results/quick.json
 
-lint: $(VENV)/.synced
+lint: $(VENV)/.synced  ## ruff (style, bugs) and mypy (types; strict on jobmon_core: see pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 setup: $(VENV)/.synced
 

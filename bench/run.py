@@ -22,16 +22,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from devtools import pg
 from jobmon_core import Jobmon
 
-RESULTS: dict[str, object] = {}
+RESULTS: dict[str, Any] = {}
 TARGETS: list[tuple[str, bool, str]] = []
 SETTLE_SECONDS = 0.02
 """Pause before each timed block, so one contender's after-effects do not land on the next."""
@@ -43,12 +44,21 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _one(cur: psycopg.Cursor[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The one row a statement returns (psycopg types ``fetchone()`` as maybe ``None``)."""
+    row = cur.fetchone()
+    assert row is not None
+    return row
+
+
 def target(name: str, met: bool, detail: str) -> None:
     TARGETS.append((name, met, detail))
     say(f"   target {name}: {'MET' if met else 'MISSED'} ({detail})")
 
 
-def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, per_round: int) -> dict:
+def interleaved(
+    contenders: Mapping[str, Callable[[], object]], rounds: int, per_round: int
+) -> dict:
     """ms per call of each contender: median and spread over interleaved rounds.
 
     The order rotates each round, so every contender runs first, last and after each of the
@@ -153,7 +163,7 @@ def bench_writer(dsn: str, quick: bool) -> None:
     )
 
     def floor() -> None:
-        (step,) = raw.execute(insert, [job, "step"]).fetchone()
+        (step,) = _one(raw.execute(insert, [job, "step"]))
         raw.execute(update, ["OK", "done", step])
 
     def ours() -> None:
@@ -163,9 +173,9 @@ def bench_writer(dsn: str, quick: bool) -> None:
         buffered.update_step(buffered.add_step(bjob, "step"), "OK", "done")
 
     def percall() -> None:
-        (step,) = client.execute(
-            "SELECT bench_percall_add_step(%s, %s, %s)", [percall_conn, job, "step"]
-        ).fetchone()
+        (step,) = _one(
+            client.execute("SELECT bench_percall_add_step(%s, %s, %s)", [percall_conn, job, "step"])
+        )
         client.execute(
             "SELECT bench_percall_update_step(%s, %s, %s, %s)", [percall_conn, step, "OK", "done"]
         )
@@ -214,10 +224,12 @@ def bench_writer(dsn: str, quick: bool) -> None:
     )
 
     def job_floor() -> None:
-        (j,) = raw.execute(
-            "INSERT INTO jobmon.job_log (owner, job_name, start_time, pid) VALUES"
-            " (current_user, 'RAW', now(), pg_backend_pid()) RETURNING job_id"
-        ).fetchone()
+        (j,) = _one(
+            raw.execute(
+                "INSERT INTO jobmon.job_log (owner, job_name, start_time, pid) VALUES"
+                " (current_user, 'RAW', now(), pg_backend_pid()) RETURNING job_id"
+            )
+        )
         raw.execute(
             "UPDATE jobmon.job_log SET end_time = now(), status = 'OK' WHERE job_id = %s", [j]
         )
@@ -226,9 +238,7 @@ def bench_writer(dsn: str, quick: bool) -> None:
         jm.close_job(jm.add_job("ours"))
 
     def job_percall() -> None:
-        (j,) = client.execute(
-            "SELECT bench_percall_add_job(%s, 'percall')", [percall_conn]
-        ).fetchone()
+        (j,) = _one(client.execute("SELECT bench_percall_add_job(%s, 'percall')", [percall_conn]))
         client.execute("SELECT bench_percall_close_job(%s, %s)", [percall_conn, j])
 
     jobs = {"floor (raw psycopg)": job_floor, "ours (durable)": job_ours}
@@ -338,7 +348,7 @@ def bench_check(srv: pg.Server, quick: bool) -> None:
                     f"{step_ms:.3f}",
                 )
             )
-            RESULTS.setdefault("check", {})[str(size)] = {  # type: ignore[union-attr]
+            RESULTS.setdefault("check", {})[str(size)] = {
                 **{k: v["median_ms"] for k, v in result.items()},
                 "jobmon check process ms": statistics.median(cli_times),
                 "writer step ms": step_ms,
@@ -355,16 +365,16 @@ def bench_check(srv: pg.Server, quick: bool) -> None:
                 "writer step ms",
             ),
         )
-        largest = RESULTS["check"][str(sizes[-1])]["ours check_job_status()"]  # type: ignore[index]
-        smallest = RESULTS["check"][str(sizes[0])]["ours check_job_status()"]  # type: ignore[index]
+        largest = RESULTS["check"][str(sizes[-1])]["ours check_job_status()"]
+        smallest = RESULTS["check"][str(sizes[0])]["ours check_job_status()"]
         target(f"check < 5 ms at {sizes[-1]:,} rows", largest < 5, f"{largest:.2f} ms")
         target(
             "check flat across sizes",
             largest < 2 * smallest + 1,
             f"{smallest:.2f} -> {largest:.2f} ms",
         )
-        first_step = RESULTS["check"][str(sizes[0])]["writer step ms"]  # type: ignore[index]
-        last_step = RESULTS["check"][str(sizes[-1])]["writer step ms"]  # type: ignore[index]
+        first_step = RESULTS["check"][str(sizes[0])]["writer step ms"]
+        last_step = RESULTS["check"][str(sizes[-1])]["writer step ms"]
         target(
             f"writer does not degrade from {sizes[0]:,} to {sizes[-1]:,} rows",
             last_step < 1.5 * first_step + 0.05,
@@ -432,7 +442,7 @@ def bench_concurrency(dsn: str, quick: bool) -> None:
         rows_out.append(
             (n, f"{rate:,.0f}", f"{statistics.median(latencies) * 1000:.2f}", f"{p99:.2f}")
         )
-        RESULTS.setdefault("concurrency", {})[str(n)] = {"steps_per_s": rate, "p99_ms": p99}  # type: ignore[union-attr]
+        RESULTS.setdefault("concurrency", {})[str(n)] = {"steps_per_s": rate, "p99_ms": p99}
     table(rows_out, ("processes", "steps/s", "median ms", "p99 ms"))
 
 

@@ -1,7 +1,8 @@
 """A custom operator that logs the sub-steps of one task with ``JobmonHook`` and ``job.step()``.
 
-Shows: the hook's ``job()`` context manager inside ``execute``: a job of its own, each
-sub-step ``OK`` or ``CRITICAL`` with the exception, whatever happens to the task.
+Shows: ``hook.jobmon.job()`` inside ``execute``: a job of its own, each sub-step ``OK`` or
+``CRITICAL`` with the exception, whatever happens to the task; the hook used as a context
+manager, so the task leaves no database session open behind it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ class PartitionMaintenanceOperator(BaseOperator):
         self.jobmon_conn_id = jobmon_conn_id
 
     def execute(self, context):
-        hook = JobmonHook(self.jobmon_conn_id)
-        with hook.get_conn() as work, hook.job("partition maintenance", conn=work) as job:
+        with (
+            JobmonHook(self.jobmon_conn_id) as hook,  # closes its logging session at the end
+            hook.get_conn() as work,
+            hook.jobmon.job("partition maintenance", conn=work) as job,
+        ):
             table = sql.Identifier("public", self.table)
             following = sql.Identifier("public", f"{self.table}_next")
             with job.step(f"create {self.table}_next") as step:

@@ -55,10 +55,10 @@ with DAG(
             )
             if params["fail"]:
                 work.execute("INSERT INTO public.orders (amount) VALUES (-17)")
-            (negative,) = work.execute(
+            [(negative,)] = work.execute(
                 "SELECT count(*) FROM public.orders WHERE amount < 0"
-            ).fetchone()
+            ).fetchall()
             if negative:
                 raise ValueError(f"{negative} order(s) with a negative amount")
 
-    prepare() >> load(extract())
+    prepare() >> load(extract())  # type: ignore[arg-type]  # Airflow types @task arguments without XComArg

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from psycopg.conninfo import conninfo_to_dict
+from .pg import conninfo_params
 
 
 def prepare(dags_folder: Path) -> Path:
@@ -32,7 +32,7 @@ def prepare(dags_folder: Path) -> Path:
 
 def jobmon_connection(dsn: str, schema: str = "jobmon", conn_type: str = "jobmon") -> str:
     """An Airflow connection (JSON form) to the database of ``dsn``."""
-    params = conninfo_to_dict(dsn)
+    params = conninfo_params(dsn)
     return json.dumps(
         {
             "conn_type": conn_type,

@@ -27,7 +27,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+
+from .pg import conninfo_params
 
 INSTALL_HINT = (
     "pgbouncer is not installed (or not on PATH, /usr/sbin, /usr/local/sbin): install it with "
@@ -89,7 +91,7 @@ class Bouncer:
 
     def dsn_like(self, server_dsn: str, **extra: str) -> str:
         """The connection string ``server_dsn`` would become through PgBouncer (same database)."""
-        return self.dsn_for(conninfo_to_dict(server_dsn).get("dbname") or "postgres", **extra)
+        return self.dsn_for(conninfo_params(server_dsn).get("dbname") or "postgres", **extra)
 
     def log(self) -> str:
         try:
@@ -153,7 +155,7 @@ def bouncer(
     that breaks prepared statements and session state).
     """
     binary = find_binary()
-    server = conninfo_to_dict(server_dsn)
+    server = conninfo_params(server_dsn)
     user = server.get("user") or pwd.getpwuid(os.getuid()).pw_name
     target = {"host": server.get("host") or "/var/run/postgresql", "user": user}
     if server.get("port"):

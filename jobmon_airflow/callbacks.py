@@ -15,7 +15,7 @@ with a last step holding the reason). A cleared run that ran again is a new job 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from .runlog import (
     STEP_FAILED,
@@ -28,6 +28,17 @@ from .runlog import (
 )
 
 Callback = Callable[[Any], None]
+
+
+class DagCallbacks(TypedDict):
+    """What :func:`jobmon_dag_callbacks` returns: typed key by key, so that a type checker
+    accepts ``DAG(..., **jobmon_dag_callbacks())`` (a plain dict's values would have to fit
+    every one of DAG's parameters)."""
+
+    on_success_callback: Callback
+    on_failure_callback: Callback
+
+
 SKIPPED_BY_TASK = "the task raised AirflowSkipException (Airflow passes no reason to callbacks)"
 
 
@@ -69,7 +80,7 @@ def jobmon_task_callbacks(
 
 def jobmon_dag_callbacks(
     jobmon_conn_id: str = "jobmon_default", *, job_name: str | None = None
-) -> dict[str, Callback]:
+) -> DagCallbacks:
     """The DAG's ``on_success_callback`` / ``on_failure_callback``, to spread into ``DAG(...)``."""
     run_log = RunLogger(jobmon_conn_id, job_name=job_name)
 

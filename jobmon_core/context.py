@@ -83,12 +83,12 @@ class Step:
             except InvalidArgumentError as bad:  # a status or message that cannot be stored:
                 self.job._recorded = bad  # the step must not stay open
                 update = self.job.jobmon.update_step
-                _log_quietly(bad, update, self.step_id, STEP_FAILED, describe(bad))
+                log_quietly(bad, update, self.step_id, STEP_FAILED, describe(bad))
                 raise
             return
         self.job._recorded = exc
         failure = self.job.failure_text(exc)
-        _log_quietly(exc, self.job.jobmon.update_step, self.step_id, STEP_FAILED, failure)
+        log_quietly(exc, self.job.jobmon.update_step, self.step_id, STEP_FAILED, failure)
 
     def _require_started(self) -> int:
         if self.step_id is None:
@@ -148,8 +148,8 @@ class Job:
             return
         self.finished = True
         if exc is not self._recorded:
-            _log_quietly(exc, self._record_stray, exc)
-        _log_quietly(exc, self.fail, 3)
+            log_quietly(exc, self._record_stray, exc)
+        log_quietly(exc, self.fail, 3)
 
     def _record_stray(self, exc: BaseException) -> None:
         """An exception raised outside any step still leaves a step that says what it was."""
@@ -163,7 +163,7 @@ class Job:
         return self.job_id
 
 
-def _log_quietly(
+def log_quietly(
     user_exc: BaseException, call: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs
 ) -> None:
     """Log while ``user_exc`` propagates; a logging failure must not replace it."""

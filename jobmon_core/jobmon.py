@@ -16,7 +16,7 @@ from .alerts import Alert
 from .buffer import StepBuffer
 from .checker import CheckConfig, Checker, RunState
 from .connection import LoggingConnection
-from .context import STEP_FAILED, STEP_OK, Job
+from .context import STEP_FAILED, STEP_OK, Job, describe, log_quietly
 from .errors import InvalidArgumentError, JobmonConnectionError, StatusTableError
 from .plugins import PluginCaller, alert_state, diff_alerts, get_plugin_manager
 from .reports import DEFAULT_BATCH, JobRecord, Reports, StepRecord
@@ -371,6 +371,9 @@ class Jobmon:
         except Exception as exc:  # the statement failed, or its params could not be sent
             self.update_step(step_id, STEP_FAILED, caller.error_text(exc))
             return False
+        except BaseException as exc:  # interrupted (a task timeout, Ctrl-C): say so, go on
+            log_quietly(exc, self.update_step, step_id, STEP_FAILED, describe(exc))
+            raise
         self.update_step(step_id, STEP_OK, f"Rows affected: {rows}")
         return True
 

@@ -79,20 +79,15 @@ class Grant:
 
     privileges: str  # a constant of this module, e.g. "SELECT, INSERT"
     kind: str  # SCHEMA, TABLE, SEQUENCE or FUNCTION
-    objects: tuple[str, ...] | tuple[tuple[str, str], ...]  # functions: (name, argument types)
+    objects: tuple[str | tuple[str, str], ...]  # functions: (name, argument types)
     why: str
     columns: tuple[str, ...] = ()
 
     def statement(self, schema: str, role: str) -> sql.Composed:
         if self.kind == "SCHEMA":
             targets: list[sql.Composable] = [sql.Identifier(schema)]
-        elif self.kind == "FUNCTION":
-            targets = [
-                sql.SQL("{}({})").format(sql.Identifier(schema, name), sql.SQL(arguments))
-                for name, arguments in self.objects  # type: ignore[misc]
-            ]
         else:
-            targets = [sql.Identifier(schema, name) for name in self.objects]  # type: ignore[arg-type]
+            targets = [_target(schema, obj) for obj in self.objects]
         privileges: sql.Composable = sql.SQL(self.privileges)
         if self.columns:
             privileges = sql.SQL("{} ({})").format(
@@ -101,6 +96,14 @@ class Grant:
         return sql.SQL("GRANT {} ON {} {} TO {}").format(
             privileges, sql.SQL(self.kind), sql.SQL(", ").join(targets), sql.Identifier(role)
         )
+
+
+def _target(schema: str, obj: str | tuple[str, str]) -> sql.Composable:
+    """A table or sequence by its name; a function by its name and argument types."""
+    if isinstance(obj, tuple):
+        name, arguments = obj
+        return sql.SQL("{}({})").format(sql.Identifier(schema, name), sql.SQL(arguments))
+    return sql.Identifier(schema, obj)
 
 
 _SCHEMA_USAGE = Grant("USAGE", "SCHEMA", (), "look up the objects of the schema")

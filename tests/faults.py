@@ -12,7 +12,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+
+from devtools.pg import conninfo_params
 
 
 class CuttingProxy:
@@ -24,9 +26,10 @@ class CuttingProxy:
     """
 
     def __init__(self, server_dsn: str) -> None:
-        params = conninfo_to_dict(server_dsn)
+        params = conninfo_params(server_dsn)
         host = params.get("host") or "/var/run/postgresql"
         port = int(params.get("port") or 5432)
+        self._upstream: tuple[socket.AddressFamily, str | tuple[str, int]]
         if host.startswith("/"):
             self._upstream = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
         else:

@@ -49,9 +49,12 @@ def _steps(dsn: str, job_id: int) -> list[tuple[str, str | None]]:
 
 def _job_status(dsn: str, job_id: int) -> str | None:
     with psycopg.connect(dsn) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT status FROM jobmon.job_log WHERE job_id = %s", [job_id]
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None
+        status: str | None = row[0]
+        return status
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

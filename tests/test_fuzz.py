@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -37,8 +38,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
+from devtools.pg import conninfo_params
 from jobmon_core import (
     Alert,
     CheckConfig,
@@ -195,9 +196,11 @@ def name_problem(value: object) -> str | None:
 def identifier_problem(value: object) -> str | None:
     """A schema or status table name: any text PostgreSQL takes as a name, except '%'."""
     problem = text_problem(value, empty=False)
-    if problem is None and len(value.encode()) > 63:
+    if problem is not None or not isinstance(value, str):
+        return problem
+    if len(value.encode()) > 63:
         return "63-byte limit"
-    if problem is None and "%" in value:
+    if "%" in value:
         return "contains '%'"
     return problem
 
@@ -279,7 +282,10 @@ def attempt(call: Callable[[], object]) -> tuple[object, JobmonError | None]:
 
 
 def db_upper(db: psycopg.Connection, value: str) -> str:
-    return db.execute("SELECT upper(%s)", [value]).fetchone()[0]
+    row = db.execute("SELECT upper(%s)", [value]).fetchone()
+    assert row is not None
+    upper: str = row[0]
+    return upper
 
 
 def drop_schema(dsn: str, schema: str) -> None:
@@ -288,7 +294,7 @@ def drop_schema(dsn: str, schema: str) -> None:
 
 
 @contextlib.contextmanager
-def installed(dsn: str, schema: str | None = None, **kwargs: object) -> Iterator[Jobmon]:
+def installed(dsn: str, schema: str | None = None, **kwargs: Any) -> Iterator[Jobmon]:
     schema = schema or f"jm_fuzz_{os.getpid()}_{next(_schemas)}"
     jm = Jobmon(dsn, schema=schema, **kwargs)
     jm.install()
@@ -433,7 +439,7 @@ def test_update_step_status_and_message(fz, db, open_job, open_step, status, mes
     assert step.end_time is not None
 
 
-CALLS_WITH_IDS: dict[str, Callable[[Jobmon, object, psycopg.Connection], object]] = {
+CALLS_WITH_IDS: dict[str, Callable[[Jobmon, Any, psycopg.Connection], object]] = {
     "add_step": lambda jm, i, _: jm.add_step(i, "x"),
     "update_step": lambda jm, i, _: jm.update_step(i, "OK", "x"),
     "close_job": lambda jm, i, _: jm.close_job(i),
@@ -657,7 +663,7 @@ def query_problem(query: object) -> str | None:
         return None  # checked after composing; the literal's text is the hostile part
     if not isinstance(query, str | bytes):
         return "sql must be a str, bytes or psycopg.sql object"
-    if ("\x00" if isinstance(query, str) else b"\x00") in query:
+    if "\x00" in query if isinstance(query, str) else b"\x00" in query:
         return "NUL"
     if isinstance(query, str):
         return text_problem(query)
@@ -1458,7 +1464,7 @@ def test_cli_in_process(dsn, db, cli_jm, argv, bad_dsn):
 
 
 def _secret(dsn: str) -> str | None:
-    return conninfo_to_dict(dsn).get("password") or None
+    return conninfo_params(dsn).get("password") or None
 
 
 @fuzz(40)

@@ -355,7 +355,7 @@ def wait_for_a_lock_wait(direct: psycopg.Connection) -> None:
     """Wait until some backend of the database waits for a heavyweight lock."""
     query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
     deadline = time.monotonic() + 5
-    while not direct.execute(query).fetchone()[0]:
+    while not direct.execute(query).fetchall()[0][0]:
         assert time.monotonic() < deadline, "no backend ever waited for the lock"
         time.sleep(0.02)
 

@@ -17,7 +17,9 @@ from .tables import Rows
 def kill_logging_backend(admin: psycopg.Connection, jm: Jobmon) -> None:
     pid = jm._connection.backend_pid
     assert pid is not None
-    (killed,) = admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()
+    row = admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()
+    assert row is not None
+    (killed,) = row
     assert killed
 
 

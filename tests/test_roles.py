@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -190,7 +191,7 @@ class Cast:
         params.update(user=user, password=password)
         return make_conninfo("", **params)
 
-    def jobmon(self, dsn: str, **options: bool) -> Jobmon:
+    def jobmon(self, dsn: str, **options: Any) -> Jobmon:
         jobmon = Jobmon(dsn, schema=self.schema, **options)
         self.jobmons.append(jobmon)
         return jobmon

@@ -16,8 +16,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
+from devtools.pg import conninfo_params
 from jobmon_core import Jobmon, JobmonError
 
 JOBMON = str(Path(sys.executable).with_name("jobmon"))
@@ -26,7 +27,7 @@ SECRET = "Tr0ub4dor&3 s3cr@t/pw"
 
 def _password_forms(dsn: str, password: str) -> dict[str, tuple[str, dict[str, str]]]:
     """The same target written each way a password can be given: (dsn, extra environment)."""
-    p = conninfo_to_dict(dsn)
+    p = conninfo_params(dsn)
     host = p.get("host") or "localhost"
     host_part = quote(host, safe="") if host.startswith("/") else host
     uri = (
@@ -42,7 +43,7 @@ def _password_forms(dsn: str, password: str) -> dict[str, tuple[str, dict[str, s
 
 
 def _targets(dsn: str) -> dict[str, str]:
-    p = conninfo_to_dict(dsn)
+    p = conninfo_params(dsn)
     return {
         "unreachable": make_conninfo("", **{**p, "host": "127.0.0.1", "port": "1"}),
         "no such database": make_conninfo("", **{**p, "dbname": "jobmon_no_such_db"}),
@@ -50,7 +51,7 @@ def _targets(dsn: str) -> dict[str, str]:
     }
 
 
-def _everything_said(exc: BaseException) -> str:
+def _everything_said(exc: BaseException | None) -> str:
     chain, seen = [], set()
     while exc is not None and id(exc) not in seen:  # the whole chain, hidden parts included
         seen.add(id(exc))
@@ -63,7 +64,7 @@ def _everything_said(exc: BaseException) -> str:
 @pytest.mark.parametrize("form", ["uri", "key=value", "PGPASSWORD"])
 def test_no_password_in_errors_reprs_or_logs(dsn, monkeypatch, caplog, capfd, form, target):
     target_dsn = _targets(dsn)[target]
-    password = conninfo_to_dict(dsn).get("password") or SECRET  # PG 15 checks it; embedded trusts
+    password = conninfo_params(dsn).get("password") or SECRET  # PG 15 checks it; embedded trusts
     given, env = _password_forms(target_dsn, password)[form]
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -93,7 +94,7 @@ def test_no_password_in_errors_reprs_or_logs(dsn, monkeypatch, caplog, capfd, fo
 @pytest.mark.parametrize("form", ["uri", "key=value", "PGPASSWORD"])
 def test_no_password_in_cli_output(dsn, jm, form, target):
     target_dsn = dsn if target == "ok" else _targets(dsn)[target]
-    password = conninfo_to_dict(dsn).get("password") or SECRET
+    password = conninfo_params(dsn).get("password") or SECRET
     given, env = _password_forms(target_dsn, password)[form]
     schema = jm.schema if target == "ok" else "jobmon_absent_schema"
     everything = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -126,3 +128,31 @@ def test_sql_step_and_sql_job_need_a_connection(jm):
         jm.sql_step(job, "x", "SELECT 1", conn=None)
     with pytest.raises(InvalidArgumentError, match="conn must be"):
         jm.sql_job("x", "SELECT 1", conn="dsn")
+
+
+class _TaskTimeout(BaseException):
+    """What Airflow's execution_timeout raises in a task (from SIGALRM): not an Exception,
+    so not an error of the statement."""
+
+
+def test_an_interrupted_sql_step_is_closed_critical_and_the_interruption_goes_on(jm, rows, work):
+    """A statement cut by something that is not an error of its own (a task timeout,
+    Ctrl-C) leaves no step without a status: the step says what cut it, and the
+    interruption propagates unchanged."""
+
+    def time_out(signum: int, frame: object) -> None:
+        raise _TaskTimeout("Timeout, PID: 42")
+
+    job = jm.add_job("interrupted sql step", conn=work)
+    previous = signal.signal(signal.SIGALRM, time_out)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_TaskTimeout):
+            jm.sql_step(job, "cut", "SELECT pg_sleep(30)", conn=work)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        work.cancel_safe()
+        work.close()  # the interrupted statement left it busy, as the task's own would be
+    (step,) = rows("job_detail")
+    assert (step["status"], step["message"]) == ("CRITICAL", "_TaskTimeout: Timeout, PID: 42")

@@ -18,6 +18,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.abc import Params
 from psycopg.conninfo import make_conninfo
 
 from jobmon_core import InvalidArgumentError, Jobmon, JobmonError
@@ -36,7 +37,7 @@ def quick(jm: Jobmon, dsn: str) -> Iterator[Jobmon]:
 
 
 @contextlib.contextmanager
-def held(dsn: str, schema: str, statement: str, params: object = None) -> Iterator[None]:
+def held(dsn: str, schema: str, statement: str, params: Params | None = None) -> Iterator[None]:
     """Another session runs ``statement`` (``{}`` is the schema) in a transaction left open;
     its locks are held until the block ends, then rolled back."""
     with psycopg.connect(dsn) as other:
@@ -55,9 +56,11 @@ def timed_failure(call, error=LockTimeoutError) -> tuple[JobmonError, float]:
 
 
 def session_setting(jobmon: Jobmon, name: str) -> str:
-    return jobmon._connection.run(
-        lambda conn, _: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+    rows = jobmon._connection.run(
+        lambda conn, _: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchall()
     )
+    value: str = rows[0][0]
+    return value
 
 
 # -- the settings ---------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from airflow.sdk import BaseHook
@@ -16,6 +17,8 @@ from jobmon_core.connection import (
     resolve_target,
     timeout_ms,
 )
+
+from .._compat import AirflowProviderDeprecationWarning
 
 # Connection extras passed on to libpq; anything else in the extras is ignored.
 LIBPQ_EXTRAS = (
@@ -61,7 +64,9 @@ class JobmonHook(BaseHook):
     connection goes through PgBouncer in transaction mode, so no prepared statements and no
     startup ``options``, the time-outs being set on the server with ``ALTER ROLE ... SET``).
 
-    The connection is fetched on first use, never at DAG parse time.
+    The connection is fetched on first use, never at DAG parse time. :attr:`jobmon` is the
+    :class:`~jobmon_core.Jobmon` for custom operators (``hook.jobmon.add_step(...)``); its
+    logging session is the hook's, closed by :meth:`close` or at the end of ``with hook:``.
     """
 
     conn_name_attr = "jobmon_conn_id"
@@ -72,6 +77,7 @@ class JobmonHook(BaseHook):
     def __init__(self, jobmon_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.jobmon_conn_id = jobmon_conn_id
+        self._jobmon: Jobmon | None = None
 
     @cached_property
     def connection(self) -> Any:
@@ -130,24 +136,48 @@ class JobmonHook(BaseHook):
         conn = await self.aget_connection(self.jobmon_conn_id)
         return self.conninfo_from(conn)
 
-    def get_jobmon(self) -> Jobmon:
-        """The :class:`~jobmon_core.Jobmon` of this connection (one per hook)."""
+    @property
+    def jobmon(self) -> Jobmon:
+        """The :class:`~jobmon_core.Jobmon` of this connection, made on first use.
+
+        Its logging session belongs to this hook: :meth:`close` (or leaving ``with hook:``)
+        ends it, so a task or a sensor's poke never leaves a backend open behind it.
+        """
+        if self._jobmon is None:
+            conninfo, schema = self.get_conninfo()
+            self._jobmon = Jobmon(
+                conninfo,
+                schema=schema,
+                application_name=DEFAULT_APPLICATION_NAME,
+                **self.jobmon_options(self.connection),
+            )
+            self.log.info("jobmon: %s, schema %s", self._jobmon.target.display, schema)
         return self._jobmon
 
-    @cached_property
-    def _jobmon(self) -> Jobmon:
-        conninfo, schema = self.get_conninfo()
-        jobmon = Jobmon(
-            conninfo,
-            schema=schema,
-            application_name=DEFAULT_APPLICATION_NAME,
-            **self.jobmon_options(self.connection),
-        )
-        self.log.info("jobmon: %s, schema %s", jobmon.target.display, schema)
-        return jobmon
+    def get_jobmon(self) -> Jobmon:
+        """The same as :attr:`jobmon` (one per hook)."""
+        return self.jobmon
+
+    def close(self) -> None:
+        """Close the logging session, if one is open. Idempotent, as psycopg_pool's
+        ``close()``; the hook stays usable (a later call opens a new session).
+
+        Connections returned by :meth:`get_conn` are the caller's, never closed here.
+        """
+        if self._jobmon is not None:
+            self._jobmon.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def get_conn(self) -> psycopg.Connection:
-        """A new work connection (not autocommit) to the same database, for running SQL."""
+        """A new work connection (not autocommit) to the same database, for running SQL.
+
+        The caller owns it: use it as ``with hook.get_conn() as work:``, which commits on a
+        clean exit, rolls back on an exception, and closes it either way."""
         conninfo, _ = self.get_conninfo()
         target = resolve_target(conninfo)
         try:
@@ -158,12 +188,15 @@ class JobmonHook(BaseHook):
             ) from None
 
     def test_connection(self) -> tuple[bool, str]:
-        """Reach the database and check that the jobmon schema is installed."""
+        """Reach the database and check that the jobmon schema is installed (the session
+        it opens is closed before it returns)."""
         try:
-            jobmon = self.get_jobmon()
+            jobmon = self.jobmon
             version = jobmon.schema_version()
         except Exception as exc:
             return False, str(exc)
+        finally:
+            self.close()
         if version == 0:
             return False, (
                 f"connected, but the jobmon schema {jobmon.schema!r} is not installed: "
@@ -172,11 +205,16 @@ class JobmonHook(BaseHook):
         return True, f"Connection successfully tested: jobmon schema version {version}"
 
     def __getattr__(self, name: str) -> Any:
-        """The writer, checker and report methods of :class:`Jobmon`, for custom operators:
-        ``hook.add_step(...)``, ``hook.job(...)``, ``hook.check_job_status()``."""
+        """Deprecated: ``hook.add_step(...)`` passes through to :attr:`jobmon`; write
+        ``hook.jobmon.add_step(...)``, which editors and type checkers can see."""
         if name.startswith("_") or name not in _JOBMON_METHODS:
             raise AttributeError(name)
-        return getattr(self.get_jobmon(), name)
+        warnings.warn(
+            f"JobmonHook.{name} is deprecated: use hook.jobmon.{name}",
+            AirflowProviderDeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self.jobmon, name)
 
 
 def _seconds(value: Any, name: str, conn_id: str) -> float | None:

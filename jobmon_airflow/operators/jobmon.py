@@ -3,24 +3,41 @@ logged job)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
+import psycopg
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from jobmon_core import Job, Jobmon
+from jobmon_core.caller import error_text
 
 from .._common import alerts_table, as_history, check_fail_level, failing, problems_text
+from .._compat import AirflowException, AirflowFailException
 from ..hooks.jobmon import JobmonHook
+
+COMMIT_STEP = "COMMIT"
+"""The action of the step that records a failed commit (say, a deferred constraint)."""
 
 
 class JobmonCheckOperator(BaseOperator):
     """Run ``check_job_status`` and fail the task (so the monitoring DAG run) on problems.
 
-    The alerts are logged as a table and pushed to XCom as a list of dicts. Any alert with a
-    code >= ``fail_level`` (default 3, CRITICAL; custom codes above 3 count) fails the task at
-    once, without retries, with the problems in the message. Lower codes only log a warning.
-    ``history`` (templated) is a timedelta or a string such as ``"3 days"``.
+    The alerts are logged as a table. Any alert with a code >= ``fail_level`` fails the task
+    at once, without retries, with the problems in the message; lower codes only log a
+    warning.
+
+    :param jobmon_conn_id: the Airflow connection of the jobmon database (type ``jobmon`` or
+        ``postgres``). (templated)
+    :param history: how far back the check looks: a timedelta, a string such as
+        ``"3 days"`` or ``"72h"``, a number of seconds, or None for the longest configured
+        window. (templated)
+    :param fail_level: the lowest alert code that fails the task: 3 (default, CRITICAL;
+        custom codes above 3 count), or 2 to fail on warnings too.
+    :return: pushed to XCom: the alerts, a list of dicts with the keys ``alert_code``,
+        ``alert_status``, ``job_name`` and ``alert_text``.
     """
 
     template_fields: Sequence[str] = ("jobmon_conn_id", "history")
@@ -40,8 +57,8 @@ class JobmonCheckOperator(BaseOperator):
         self.fail_level = check_fail_level(fail_level)
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        jobmon = JobmonHook(self.jobmon_conn_id).get_jobmon()
-        alerts = jobmon.check_job_status(as_history(self.history))
+        with JobmonHook(self.jobmon_conn_id) as hook:
+            alerts = hook.jobmon.check_job_status(as_history(self.history), shared_state=True)
         self.log.info("jobmon check:\n%s", alerts_table(alerts))
         bad = failing(alerts, self.fail_level)
         if bad:
@@ -57,11 +74,24 @@ class JobmonCheckOperator(BaseOperator):
 
 class JobmonSqlOperator(BaseOperator):
     """Run SQL as one logged jobmon job, each statement a step (``Rows affected: N``), all in
-    one transaction on ``conn_id`` (default: the jobmon connection's database).
+    one transaction.
 
-    ``sql`` is a statement, a list of statements, or a ``.sql`` template file (split into
-    statements). On an error the failing step is ``CRITICAL`` with the database's message,
-    the transaction rolls back, the job is failed, the log stays, and the task fails.
+    Every run ends its job. On a failing statement the step is ``CRITICAL`` with the
+    database's message; on a failing commit (say, a deferred constraint) a ``COMMIT`` step
+    is; either way the transaction rolls back, the job is failed ``CRITICAL``, the log stays,
+    and the task fails with :class:`AirflowException`. Any other error (a dropped
+    connection...) also fails the job, with a step holding the error, and propagates as is.
+
+    :param sql: a statement, a list of statements, or the name of a ``.sql`` template file
+        (split into statements). (templated)
+    :param job_name: the jobmon job's name; default ``<dag_id>.<task_id>`` (upper-cased by
+        the database). (templated)
+    :param jobmon_conn_id: the Airflow connection of the jobmon database.
+    :param conn_id: the connection the SQL runs on (type ``jobmon`` or ``postgres``);
+        default: ``jobmon_conn_id``'s.
+    :param parameters: the statements' query parameters (psycopg style: ``%(name)s`` with a
+        dict, ``%s`` with a list), the same for every statement. (templated)
+    :return: pushed to XCom: ``"Job logged with job id: <id>"``, as pg_jobmon's ``sql_job``.
     """
 
     template_fields: Sequence[str] = ("sql", "job_name", "parameters")
@@ -100,23 +130,64 @@ class JobmonSqlOperator(BaseOperator):
     def execute(self, context: Any) -> str:
         statements = self.statements()
         job_name = self.job_name or f"{self.dag_id}.{self.task_id}"
-        jobmon = JobmonHook(self.jobmon_conn_id).get_jobmon()
         work_hook = JobmonHook(self.conn_id or self.jobmon_conn_id)
-        with work_hook.get_conn() as work:
-            job_id = jobmon.add_job(job_name, conn=work)
-            for number, statement in enumerate(statements, 1):
-                if not jobmon.sql_step(job_id, statement, statement, self.parameters, conn=work):
-                    work.rollback()
-                    message = jobmon.show_detail(job_id)[-1].message
-                    jobmon.fail_job(job_id)
-                    raise AirflowException(
-                        f"statement {number} of {len(statements)} failed ({message}); "
-                        f"the transaction was rolled back; see jobmon job {job_id}"
-                    )
+        # The job's context manager fails it (CRITICAL, with a step naming the error) on any
+        # exception that escapes _run, so no path leaves it open.
+        with (
+            JobmonHook(self.jobmon_conn_id) as hook,
+            work_hook.get_conn() as work,
+            hook.jobmon.job(job_name, conn=work) as job,
+        ):
+            try:
+                self._run(hook.jobmon, job, statements, work)
+            except BaseException:
+                _cancel_running_statement(work)
+                raise
+        self.log.info("jobmon job %s: %d statement(s) committed", job.job_id, len(statements))
+        return f"Job logged with job id: {job.job_id}"
+
+    def _run(
+        self, jobmon: Jobmon, job: Job, statements: list[str], work: psycopg.Connection[Any]
+    ) -> None:
+        job_id = job.job_id
+        assert job_id is not None  # the job was entered
+        for number, statement in enumerate(statements, 1):
+            if not jobmon.sql_step(job_id, statement, statement, self.parameters, conn=work):
+                self._fail(job, job_id, work, f"statement {number} of {len(statements)} failed")
+        try:
             work.commit()
-        jobmon.close_job(job_id)
-        self.log.info("jobmon job %s: %d statement(s) committed", job_id, len(statements))
-        return f"Job logged with job id: {job_id}"
+        except psycopg.Error as exc:
+            step_id = jobmon.add_step(job_id, COMMIT_STEP)
+            jobmon.update_step(step_id, "CRITICAL", error_text(exc))
+            self._fail(job, job_id, work, "the commit failed", exc)
+
+    @staticmethod
+    def _fail(
+        job: Job,
+        job_id: int,
+        work: psycopg.Connection[Any],
+        what: str,
+        cause: Exception | None = None,
+    ) -> NoReturn:
+        """Fail the job and the task, the last step's message (the database's) saying why."""
+        job.fail()
+        # A dead connection cannot roll back, but then the server already did: the
+        # statement's error, not the connection's, is what the task must report.
+        with contextlib.suppress(psycopg.Error):
+            work.rollback()
+        message = job.jobmon.show_detail(job_id)[-1].message
+        raise AirflowException(
+            f"{what} ({message}); the transaction was rolled back; see jobmon job {job_id}"
+        ) from cause
+
+
+def _cancel_running_statement(work: psycopg.Connection[Any]) -> None:
+    """A statement cut short in the client (the task's ``execution_timeout``) still runs in
+    the server, holding its locks, until it ends: cancel it. Closing the connection would
+    not stop it."""
+    if work.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+        with contextlib.suppress(psycopg.Error):
+            work.cancel_safe(timeout=2)
 
 
 __all__ = ["JobmonCheckOperator", "JobmonSqlOperator"]

@@ -21,7 +21,21 @@ from .._common import as_datetime, as_history, failing
 
 
 class JobmonCheckTrigger(BaseTrigger):
-    """Fire ``{"status": "success" | "failed", ...}`` once the awaited outcome is known."""
+    """Fire ``{"status": "success" | "failed", ...}`` once the awaited outcome is known.
+
+    It serves both sensors: without ``job_name`` it waits as :class:`JobmonCheckSensor`
+    (the event carries ``alerts``), with it as :class:`JobmonJobRunSensor` (the event carries
+    ``job_name``, ``job_id`` and ``run_status``). Triggers serialized by older versions of
+    the provider keep these arguments, so they resume after an upgrade.
+
+    :param jobmon_conn_id: the Airflow connection of the jobmon database (an id: the
+        serialized trigger never holds a connection string or a password).
+    :param poke_interval: seconds between two polls.
+    :param fail_level: check mode: the lowest alert code that fails at once.
+    :param history: check mode: the window to look back, as a duration string.
+    :param job_name: job-run mode: the job whose run is awaited.
+    :param since: job-run mode: the earliest start of a run that counts (ISO 8601).
+    """
 
     def __init__(
         self,

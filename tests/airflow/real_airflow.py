@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
+
+from devtools.pg import conninfo_params
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DEADLINE = 180.0
@@ -60,7 +61,7 @@ def metadata_env(dsn: str) -> dict[str, str]:
     """The settings that make a PostgreSQL database (a libpq connection string) Airflow's
     metadata database, through psycopg 3 (asyncpg, Airflow's default async driver, is not
     installed)."""
-    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    params = {k: str(v) for k, v in conninfo_params(dsn).items() if v is not None}
     host = params.get("host", "")
     url = URL.create(
         "postgresql+psycopg",

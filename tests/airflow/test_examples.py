@@ -27,7 +27,10 @@ def clean_tables(dsn):
 
 
 def test_every_example_parses_without_import_errors(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
@@ -93,3 +96,16 @@ def test_the_sql_example_logs_each_statement(jobmon_conn, jm, dsn):
         "Rows affected: 0",
         "Rows affected: 1",
     ]
+
+
+def test_the_monitoring_example_waits_for_runs_since_midnight_exactly(airflow_db):
+    """#13.6: the sensor's ``since`` used to keep the interval start's microseconds, so a
+    run started in the first fraction of a second after midnight did not count."""
+    import pendulum
+
+    from jobmon_airflow._common import as_datetime
+
+    sensor = load_dag_module("jobmon_monitoring").dag.get_task("wait_for_todays_etl")
+    start = pendulum.datetime(2026, 3, 4, 10, 11, 12, 123456, tz="UTC")
+    rendered = sensor.render_template(sensor.since, {"data_interval_start": start})
+    assert as_datetime(rendered) == pendulum.datetime(2026, 3, 4, tz="UTC")

@@ -22,11 +22,16 @@ from .conftest import load_dag_module
 def listening(airflow_db) -> Iterator[None]:
     """The listener registered on Airflow's task-side and core listener managers."""
     from airflow.listeners.listener import get_listener_manager as core_manager
-    from airflow.sdk.listener import get_listener_manager as task_manager
 
     from jobmon_airflow import listeners
 
-    managers: list[Any] = [task_manager(), core_manager()]
+    managers: list[Any] = [core_manager()]
+    try:  # Airflow 3.2+: the task side has a listener manager of its own
+        from airflow.sdk.listener import get_listener_manager as task_manager
+
+        managers.append(task_manager())
+    except ImportError:  # Airflow 3.1: one manager for both sides
+        pass
     for manager in managers:
         manager.add_listener(listeners)
     yield
@@ -231,13 +236,17 @@ def test_a_hanging_secrets_backend_costs_a_bounded_wait(jm, monkeypatch, airflow
     """The scheduler waits for a connection lookup at most ``LOOKUP_TIMEOUT`` seconds, then
     skips logging for the back-off: a secrets backend that hangs (here a connections file
     that is a FIFO nobody writes) must not hold the scheduling loop."""
-    import airflow.sdk.configuration as sdk_configuration
+    import importlib
 
     from jobmon_airflow import runlog
 
     fifo = tmp_path / "connections.json"
     os.mkfifo(fifo)
-    monkeypatch.setattr(sdk_configuration, "_secrets_backend_cache", {})  # no stale backends
+    try:  # Airflow 3.2+ caches the secrets backends in the task SDK
+        sdk_configuration = importlib.import_module("airflow.sdk.configuration")
+        monkeypatch.setattr(sdk_configuration, "_secrets_backend_cache", {})  # no stale ones
+    except ImportError:  # Airflow 3.1: read from the configuration on each lookup
+        pass
     monkeypatch.setenv(
         "AIRFLOW__SECRETS__BACKEND", "airflow.secrets.local_filesystem.LocalFilesystemBackend"
     )

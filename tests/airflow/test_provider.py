@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from devtools.airflow_env import jobmon_connection
+from jobmon_core import Jobmon
 
 from .conftest import load_dag_module, task_states
 
@@ -33,7 +34,11 @@ def fail_times(jm, name: str, times: int, level: int = 3) -> None:
 
 def test_the_provider_is_registered_with_airflow(airflow_db):
     from airflow.providers_manager import ProvidersManager
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    try:  # Airflow 3.2+: the task SDK has its own registry of hooks
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+    except ImportError:  # Airflow 3.1
+        ProvidersManagerTaskRuntime = ProvidersManager
 
     assert "pg-jobmon" in ProvidersManager().providers
     hook = ProvidersManagerTaskRuntime().hooks["jobmon"]
@@ -53,6 +58,22 @@ def test_airflow_cli_lists_the_provider_and_the_connection_type(airflow_db):
     assert "jobmon_airflow.hooks.jobmon.JobmonHook" in hooks.stdout
 
 
+def test_airflow_connections_test_needs_test_connection_enabled(jobmon_conn):
+    """As the README says: Airflow disables connection tests unless told otherwise."""
+    import os
+
+    airflow = str(__import__("pathlib").Path(sys.executable).with_name("airflow"))
+    command = [airflow, "connections", "test", jobmon_conn]
+    env = {**os.environ, "AIRFLOW__CORE__TEST_CONNECTION": "Disabled"}
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode == 1
+    assert "Testing connections is disabled" in refused.stdout
+    env["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
+    tested = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "Connection success!" in tested.stdout
+
+
 # -- the hook -------------------------------------------------------------------------------
 
 
@@ -66,8 +87,22 @@ def test_the_hook_reads_json_connections_of_both_types(dsn, jm, monkeypatch, air
         True,
         f"Connection successfully tested: jobmon schema version {jm.schema_version()}",
     )
-    job = hook.add_job("through the hook")  # the Jobmon methods, for custom operators
+    job = hook.jobmon.add_job("through the hook")  # the Jobmon, for custom operators
     assert hook.get_jobmon().show_job("through the hook")[0].job_id == job
+    hook.close()
+
+
+def test_the_old_hook_pass_through_still_works_but_is_deprecated(jobmon_conn, jm):
+    from jobmon_airflow._compat import AirflowProviderDeprecationWarning
+    from jobmon_airflow.hooks.jobmon import JobmonHook
+
+    with JobmonHook() as hook:
+        assert isinstance(hook.jobmon, Jobmon)  # typed: editors and type checkers see it
+        with pytest.warns(AirflowProviderDeprecationWarning, match=r"use hook\.jobmon\.add_job"):
+            job = hook.add_job("the old way")
+        assert jm.show_job("the old way")[0].job_id == job
+        with pytest.raises(AttributeError):
+            hook.no_such_method  # noqa: B018
 
 
 def test_the_hook_reads_uri_connections(dsn, jm, monkeypatch, airflow_db):
@@ -168,7 +203,7 @@ def test_custom_codes_fail_the_monitoring_dag(jobmon_conn, jm, rows, check_dags)
     assert check_dags.check_dag.test().state == "failed"
 
 
-# -- JobmonCheckSensor ----------------------------------------------------------------------
+# -- JobmonCheckSensor and JobmonJobRunSensor ----------------------------------------------
 
 
 def test_the_sensor_succeeds_on_ok_and_fails_at_once_on_critical(jobmon_conn, jm, check_dags):
@@ -285,13 +320,12 @@ def test_the_sql_operator_runs_a_templated_sql_file(jobmon_conn, jm, dsn):
 
 
 def test_the_deferrable_sensor_really_defers(jobmon_conn, jm):
-    from airflow.sdk.exceptions import TaskDeferred
-
-    from jobmon_airflow.sensors.jobmon import JobmonCheckSensor
+    from jobmon_airflow._compat import TaskDeferred
+    from jobmon_airflow.sensors.jobmon import JobmonJobRunSensor
     from jobmon_airflow.triggers.jobmon import JobmonCheckTrigger
 
     jm.add_job("nightly load")  # running: not known yet, so the sensor must defer
-    sensor = JobmonCheckSensor(
+    sensor = JobmonJobRunSensor(
         task_id="s",
         job_name="nightly load",
         since=datetime.now(UTC) - timedelta(minutes=1),
@@ -316,3 +350,59 @@ def test_a_bad_history_is_a_clear_error(value):
 
     with pytest.raises(InvalidArgumentError, match="history"):
         as_history(value)
+
+
+# -- JobmonSqlOperator: every path ends its job (#12.3) -------------------------------------
+
+
+@pytest.fixture
+def failures_dag():
+    return load_dag_module("provider_sql_failures").failures_dag
+
+
+def _ended_job(jm):
+    (job,) = jm.show_job("sql failures")
+    assert job.end_time is not None, "the job was left open"
+    return job, jm.show_detail(job.job_id)
+
+
+def test_a_failing_commit_fails_the_job_and_the_task(jobmon_conn, jm, failures_dag):
+    run = failures_dag.test(
+        run_conf={
+            "first": "CREATE TEMP TABLE deferred (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+            "second": "INSERT INTO deferred VALUES (1), (1)",  # violated only at COMMIT
+        }
+    )
+    assert run.state == "failed"
+    job, steps = _ended_job(jm)
+    assert job.status == "CRITICAL"
+    assert [(s.action, s.status) for s in steps][-1] == ("COMMIT", "CRITICAL")
+    assert steps[-1].message.startswith("ERROR: duplicate key value violates unique constraint")
+
+
+def test_a_dropped_work_connection_fails_the_job_and_the_task(jobmon_conn, jm, failures_dag):
+    run = failures_dag.test(run_conf={"first": "SELECT pg_terminate_backend(pg_backend_pid())"})
+    assert run.state == "failed"
+    job, steps = _ended_job(jm)
+    assert job.status == "CRITICAL"
+    assert steps[0].status == "CRITICAL"
+    assert len(steps) == 1  # the second statement never ran
+
+
+def test_a_statement_cut_by_the_execution_timeout_fails_the_job(
+    jobmon_conn, jm, admin, failures_dag
+):
+    started = time.monotonic()
+    run = failures_dag.test(run_conf={"second": "SELECT pg_sleep(20.5)"})
+    assert run.state == "failed"
+    assert time.monotonic() - started < 15
+    job, steps = _ended_job(jm)
+    assert job.status == "CRITICAL"
+    assert steps[-1].status == "CRITICAL"
+    assert "AirflowTaskTimeout" in steps[-1].message
+    # the statement was cancelled in the server too, not left running with its locks
+    (running,) = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20.5)'"
+        " AND state = 'active'"
+    ).fetchone()
+    assert running == 0

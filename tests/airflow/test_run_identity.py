@@ -30,7 +30,7 @@ def jobs_of_run(jm: Jobmon, name: str, run_id: str) -> list:
     return [
         j
         for j in reversed(jm.show_job(name, limit=100))
-        if j.run_key == key or j.run_key.startswith(f"{key}@")
+        if j.run_key is not None and (j.run_key == key or j.run_key.startswith(f"{key}@"))
     ]
 
 

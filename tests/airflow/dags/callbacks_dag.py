@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
 
+from jobmon_airflow._compat import AirflowSkipException
 from jobmon_airflow.callbacks import jobmon_dag_callbacks, jobmon_task_callbacks, merge_callbacks
 
 SEEN: list[str] = []  # the user's own callback, kept next to ours

@@ -1,4 +1,5 @@
-"""Test DAGs for JobmonCheckOperator and JobmonCheckSensor (run with dag.test())."""
+"""Test DAGs for JobmonCheckOperator, JobmonCheckSensor and JobmonJobRunSensor (run with
+dag.test())."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 from airflow.sdk import DAG
 
 from jobmon_airflow.operators.jobmon import JobmonCheckOperator
-from jobmon_airflow.sensors.jobmon import JobmonCheckSensor
+from jobmon_airflow.sensors.jobmon import JobmonCheckSensor, JobmonJobRunSensor
 
 START = datetime(2026, 1, 1)
 
@@ -21,7 +22,7 @@ with DAG("jobmon_test_sensor", schedule=None, start_date=START, catchup=False) a
     JobmonCheckSensor(task_id="poke", poke_interval=0.5, timeout=20)
 
 with DAG("jobmon_test_sensor_job", schedule=None, start_date=START, catchup=False) as job_dag:
-    JobmonCheckSensor(
+    JobmonJobRunSensor(
         task_id="wait_for_job",
         job_name="nightly load",
         since="{{ params.since }}",
@@ -31,7 +32,7 @@ with DAG("jobmon_test_sensor_job", schedule=None, start_date=START, catchup=Fals
     )
 
 with DAG("jobmon_test_sensor_resched", schedule=None, start_date=START, catchup=False) as res_dag:
-    JobmonCheckSensor(
+    JobmonJobRunSensor(
         task_id="wait_for_job",
         job_name="nightly load",
         since="{{ params.since }}",
@@ -42,7 +43,7 @@ with DAG("jobmon_test_sensor_resched", schedule=None, start_date=START, catchup=
     )
 
 with DAG("jobmon_test_sensor_defer", schedule=None, start_date=START, catchup=False) as defer_dag:
-    JobmonCheckSensor(
+    JobmonJobRunSensor(
         task_id="wait_for_job",
         job_name="nightly load",
         since="{{ params.since }}",
@@ -50,4 +51,20 @@ with DAG("jobmon_test_sensor_defer", schedule=None, start_date=START, catchup=Fa
         deferrable=True,
         poke_interval=0.5,
         timeout=30,
+    )
+
+with DAG("jobmon_test_sensor_defer_check", schedule=None, start_date=START, catchup=False) as (
+    defer_check_dag
+):
+    JobmonCheckSensor(task_id="poke", deferrable=True, poke_interval=0.5, timeout=30)
+
+# The deprecated form: JobmonCheckSensor(job_name=...) still waits for a job's run.
+with DAG("jobmon_test_sensor_job_old", schedule=None, start_date=START, catchup=False) as old_dag:
+    JobmonCheckSensor(
+        task_id="wait_for_job",
+        job_name="nightly load",
+        since="{{ params.since }}",
+        params={"since": ""},
+        poke_interval=0.5,
+        timeout=20,
     )

@@ -25,4 +25,4 @@ with DAG(
     def two(value: int) -> int:
         return value + 1
 
-    two(one())
+    two(one())  # type: ignore[arg-type]  # Airflow types @task arguments without XComArg
