@@ -31,6 +31,8 @@ import psycopg
 
 from devtools import pg
 from jobmon_core import Jobmon
+from jobmon_core.alerts import Alert
+from jobmon_core.plugins import AlertChange, hookimpl, new_plugin_manager
 
 RESULTS: dict[str, Any] = {}
 TARGETS: list[tuple[str, bool, str]] = []
@@ -260,6 +262,15 @@ def bench_writer(dsn: str, quick: bool) -> None:
     client.close()
 
 
+class _QuietNotifier:
+    """A notifier that takes every change: what a shared-state check costs beyond the check
+    itself (its own connection, a lock on job_alert_state, the diff) without a webhook."""
+
+    @hookimpl
+    def jobmon_alerts_found(self, alerts: list[Alert], changes: list[AlertChange]) -> None:
+        return None
+
+
 # -- 3: the check at scale --
 
 GENERATE = """
@@ -310,6 +321,9 @@ def bench_check(srv: pg.Server, quick: bool) -> None:
             " SELECT 0, 'JOB ' || g, 3 FROM generate_series(0, 299, 7) g, generate_series(1, 3)"
         )
         jm = Jobmon(dsn)
+        notifying = new_plugin_manager(load_entry_points=False)
+        notifying.register(_QuietNotifier())
+        shared = Jobmon(dsn, plugins=notifying)
         writer_job = jm.add_job("bench growth")
 
         def step() -> None:
@@ -324,6 +338,9 @@ def bench_check(srv: pg.Server, quick: bool) -> None:
             checks = {
                 "ours check_job_status()": lambda: jm.check_job_status(),
                 "ours check_job_status('7 days')": lambda: jm.check_job_status(timedelta(days=7)),
+                "ours, shared alert state, a notifier": lambda: shared.check_job_status(
+                    shared_state=True
+                ),
                 "window scan ('7 days'), original design": lambda: conn.execute(
                     WINDOW_SCAN, ["7 days"]
                 ).fetchall(),
@@ -360,6 +377,7 @@ def bench_check(srv: pg.Server, quick: bool) -> None:
                 "load",
                 "ours() ms",
                 "ours(7d) ms",
+                "shared state ms",
                 "window scan ms",
                 "`jobmon check` ms",
                 "writer step ms",
@@ -399,6 +417,7 @@ def bench_check(srv: pg.Server, quick: bool) -> None:
             say(f"     {line}")
         RESULTS["check_plan_latest_run"] = [r[0] for r in inner]
         jm.close()
+        shared.close()
         conn.close()
 
 

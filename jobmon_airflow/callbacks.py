@@ -86,8 +86,8 @@ def jobmon_dag_callbacks(
 
     def ids(context: Any) -> tuple[str, str, str | None]:
         """The run attempt the callback is about. Airflow hands a minimal context (no
-        ``dag_run``) when the run has no task instance to describe: the attempt's start is
-        unknown then, and the run's bare key is used."""
+        ``dag_run``) when the run has no task instance to describe: the attempt is unknown
+        then, and nothing is logged (a warning says so)."""
         dag_run = context.get("dag_run")
         if dag_run is None:
             return context["dag"].dag_id, context["run_id"], None

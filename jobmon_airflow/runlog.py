@@ -206,7 +206,8 @@ def _wait_for_starts() -> None:
 
 def run_key(dag_id: str, run_id: str, attempt: str | None) -> str:
     """The key of one attempt of a DAG run (:func:`run_attempt`; the module's docstring
-    says why a run id alone is not enough)."""
+    says why a run id alone is not enough). Callers log nothing when the attempt is unknown
+    (:meth:`RunLogger._attempt_known`); the bare key is only for reading old rows."""
     key = f"airflow:{dag_id}/{run_id}"
     return f"{key}@{attempt}" if attempt else key
 
@@ -288,6 +289,21 @@ class RunLogger:
             _close_quietly(cached[1])
         return jobmon
 
+    @staticmethod
+    def _attempt_known(attempt: str | None, what: str, dag_id: str, run_id: str) -> bool:
+        """Without the run's attempt (Airflow handed no DagRun, or one without its dates),
+        any job found by the run id alone could be another attempt's, finished, or another
+        installation's: log nothing rather than write into the wrong job."""
+        if attempt is None:
+            log.warning(
+                "pg-jobmon: not logging %s: Airflow handed no start date of run %s of %s, so "
+                "its attempt (and its jobmon job) cannot be told apart from others",
+                what,
+                run_id,
+                dag_id,
+            )
+        return attempt is not None
+
     def _in_backoff(self) -> bool:
         """Still in the back-off after an outage: skip without waiting."""
         return time.monotonic() < _down_until.get(self.jobmon_conn_id, 0.0)
@@ -342,7 +358,9 @@ class RunLogger:
         Airflow's channel to its supervisor belongs to the task's thread."""
         task_try = TaskTry.of(ti)
         what = f"the start of {task_try.task_id}"
-        if self._in_backoff():
+        if self._in_backoff() or not self._attempt_known(
+            task_try.attempt, what, task_try.dag_id, task_try.run_id
+        ):
             return
         with self._guard(what):
             start = _Start(self._jobmon())
@@ -360,6 +378,8 @@ class RunLogger:
     def task_finished(self, ti: Any, status: str, message: str | None) -> None:
         task_try = TaskTry.of(ti)
         what = f"the end of {task_try.task_id}"
+        if not self._attempt_known(task_try.attempt, what, task_try.dag_id, task_try.run_id):
+            return
         start = _starts.pop((self.jobmon_conn_id, task_try), None)
         if start is not None and start.done.wait(START_WAIT) and start.step_id is not None:
             if not self._in_backoff():
@@ -375,12 +395,16 @@ class RunLogger:
     def dag_succeeded(self, dag_id: str, run_id: str, attempt: str | None) -> None:
         """Close the job of the run's ``attempt`` (:func:`run_attempt` of the DagRun Airflow
         handed over)."""
+        what = f"the success of {dag_id}"
+        if not self._attempt_known(attempt, what, dag_id, run_id):
+            return
         key = run_key(dag_id, run_id, attempt)
-        self._safely(
-            f"the success of {dag_id}", lambda jm: jm.close_job(self._job(jm, dag_id, key))
-        )
+        self._safely(what, lambda jm: jm.close_job(self._job(jm, dag_id, key)))
 
     def dag_failed(self, dag_id: str, run_id: str, attempt: str | None, reason: str | None) -> None:
+        what = f"the failure of {dag_id}"
+        if not self._attempt_known(attempt, what, dag_id, run_id):
+            return
         key = run_key(dag_id, run_id, attempt)
 
         def fail(jm: Jobmon) -> None:
@@ -393,7 +417,7 @@ class RunLogger:
                 jm.update_step(step_id, STEP_FAILED, reason or "the DAG run failed")
             jm.fail_job(job_id)
 
-        self._safely(f"the failure of {dag_id}", fail)
+        self._safely(what, fail)
 
 
 def _set_up_problem(exc: Exception) -> str | None:

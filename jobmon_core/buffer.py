@@ -247,22 +247,23 @@ class StepBuffer:
         """Write ``batch`` in one transaction; if some steps cannot be written, find them,
         leave them out and write the rest. Return what was left out."""
         try:
-            self._write_batch(conn, batch)
-            return []
+            return self._write_batch(conn, batch)
         except (pg_errors.ForeignKeyViolation, _Unwritable):
             pass  # rolled back: find the culprits (a rare path, so a query more is fine)
         dropped = self._unwritable(conn, batch)
         left_out = {step_id for report in dropped for step_id in report.step_ids}
         try:
-            self._write_batch(conn, [s for s in batch if s.step_id not in left_out])
+            vanished = self._write_batch(conn, [s for s in batch if s.step_id not in left_out])
         except (pg_errors.ForeignKeyViolation, _Unwritable):  # changed under us again
             raise DatabaseError(
                 "buffered steps could not be written: their job was deleted or their "
                 "step_id taken while the batch was being written; the next flush retries"
             ) from None
-        return dropped
+        return dropped + vanished
 
-    def _write_batch(self, conn: psycopg.Connection, batch: list[_Step]) -> None:
+    def _write_batch(self, conn: psycopg.Connection, batch: list[_Step]) -> list[_Dropped]:
+        """Write ``batch`` in one transaction; return the updates that found no row (their
+        step or job was deleted since it was written), which change nothing."""
         inserts = [
             (s.job_id, s.step_id, s.action, s.start_time, s.end_time, s.elapsed, s.status,
              s.message)
@@ -281,6 +282,16 @@ class StepBuffer:
                         raise _Unwritable
                 if updates:
                     cur.executemany(self._update, updates)
+                    if cur.rowcount != len(updates):  # psycopg sums executemany's rowcounts
+                        return self._vanished(conn, [s for s in batch if s.written])
+        return []
+
+    def _vanished(self, conn: psycopg.Connection, updated: list[_Step]) -> list[_Dropped]:
+        """The updated steps whose row is gone (deleted with its job, e.g. by job_log_clear)."""
+        rows = conn.execute(self._rows_found, [[s.step_id for s in updated]]).fetchall()
+        present = {row[0] for row in rows}
+        gone = [s for s in updated if s.step_id not in present]
+        return _by_job(gone, "the step no longer exists (deleted with its job?)", False)
 
     def _unwritable(self, conn: psycopg.Connection, batch: list[_Step]) -> list[_Dropped]:
         """The steps of ``batch`` that cannot be inserted, by job: their job is gone, or
@@ -295,6 +306,7 @@ class StepBuffer:
         for step in new:
             holder = holders.get(step.step_id)
             if step.job_id not in jobs:
+                self._known_jobs.discard(step.job_id)  # a later add_step must say so at once
                 gone.append(step)
             elif holder is not None and not step.is_row(*holder[1:]):
                 taken.append(step)

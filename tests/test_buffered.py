@@ -167,6 +167,28 @@ def test_steps_of_a_deleted_job_are_dropped_and_the_rest_written(bjm, rows, admi
     assert len(rows("job_detail")) == 5
 
 
+def test_an_update_of_a_deleted_step_is_reported_not_lost_silently(bjm, rows, caplog):
+    """A written step updated after its job was deleted changes nothing: say so, and a
+    later add_step to that job is refused at once instead of being queued and dropped."""
+    gone = bjm.add_job("gone")
+    step = bjm.add_step(gone, "written")
+    bjm.flush()
+    bjm.update_step(step, "OK", "too late")  # queued: the step is read, its row exists
+    rows.execute("DELETE FROM job_log WHERE job_id = %s", [gone])  # job_log_clear, say
+    with caplog.at_level("WARNING", logger="jobmon_core"):
+        assert bjm.flush() == 0
+    (report,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert f"step(s) {step} of job {gone}" in report
+    assert "no longer exists" in report
+    other = bjm.add_job("other")  # a queued insert of the gone job teaches the buffer
+    bjm.add_step(gone, "queued for a gone job")
+    bjm.add_step(other, "fine")
+    with caplog.at_level("WARNING", logger="jobmon_core"):
+        assert bjm.flush() == 1
+    with pytest.raises(JobNotFoundError):
+        bjm.add_step(gone, "refused at once")
+
+
 def test_a_step_id_held_by_another_row_is_never_merged_into_it(bjm, rows, caplog):
     """A first insert that meets an existing step_id is an error, never a silent merge:
     the row of someone else stays as it was, and the other steps are written."""

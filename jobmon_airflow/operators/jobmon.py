@@ -11,7 +11,7 @@ from typing import Any, ClassVar, NoReturn
 import psycopg
 from airflow.sdk import BaseOperator
 
-from jobmon_core import Job, Jobmon
+from jobmon_core import Job, Jobmon, JobmonError
 from jobmon_core.caller import error_text
 
 from .._common import alerts_table, as_history, check_fail_level, failing, problems_text
@@ -131,20 +131,35 @@ class JobmonSqlOperator(BaseOperator):
         statements = self.statements()
         job_name = self.job_name or f"{self.dag_id}.{self.task_id}"
         work_hook = JobmonHook(self.conn_id or self.jobmon_conn_id)
+        committed = False
+        job: Job | None = None
         # The job's context manager fails it (CRITICAL, with a step naming the error) on any
         # exception that escapes _run, so no path leaves it open.
-        with (
-            JobmonHook(self.jobmon_conn_id) as hook,
-            work_hook.get_conn() as work,
-            hook.jobmon.job(job_name, conn=work) as job,
-        ):
-            try:
-                self._run(hook.jobmon, job, statements, work)
-            except BaseException:
-                _cancel_running_statement(work)
+        try:
+            with (
+                JobmonHook(self.jobmon_conn_id) as hook,
+                work_hook.get_conn() as work,
+                hook.jobmon.job(job_name, conn=work) as job,
+            ):
+                try:
+                    self._run(hook.jobmon, job, statements, work)
+                except BaseException:
+                    _cancel_running_statement(work)
+                    raise
+                committed = True
+        except JobmonError as exc:
+            if not committed:
                 raise
-        self.log.info("jobmon job %s: %d statement(s) committed", job.job_id, len(statements))
-        return f"Job logged with job id: {job.job_id}"
+            # The work is committed: failing the task now would make a retry run it again.
+            self.log.warning(
+                "pg-jobmon: the %d statement(s) were committed, but their job could not be "
+                "closed: %s",
+                len(statements),
+                exc,
+            )
+        job_id = job.job_id if job is not None else None
+        self.log.info("jobmon job %s: %d statement(s) committed", job_id, len(statements))
+        return f"Job logged with job id: {job_id}"
 
     def _run(
         self, jobmon: Jobmon, job: Job, statements: list[str], work: psycopg.Connection[Any]
@@ -170,12 +185,15 @@ class JobmonSqlOperator(BaseOperator):
         cause: Exception | None = None,
     ) -> NoReturn:
         """Fail the job and the task, the last step's message (the database's) saying why."""
-        job.fail()
+        with contextlib.suppress(JobmonError):  # the job's __exit__ tries again, quietly
+            job.fail()
         # A dead connection cannot roll back, but then the server already did: the
         # statement's error, not the connection's, is what the task must report.
         with contextlib.suppress(psycopg.Error):
             work.rollback()
-        message = job.jobmon.show_detail(job_id)[-1].message
+        message = None
+        with contextlib.suppress(JobmonError):  # the statement's error must reach the task
+            message = job.jobmon.show_detail(job_id)[-1].message
         raise AirflowException(
             f"{what} ({message}); the transaction was rolled back; see jobmon job {job_id}"
         ) from cause

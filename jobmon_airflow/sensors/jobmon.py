@@ -137,7 +137,7 @@ class JobmonCheckSensor(_JobmonSensor):
     def _poke(self, jobmon: Jobmon, context: Any) -> PokeReturnValue:
         if self.job_name is not None:
             return _job_run_poke(self, jobmon, self.job_name, _since(self.since, context))
-        alerts = jobmon.check_job_status(as_history(self.history))
+        alerts = jobmon.check_job_status(as_history(self.history), shared_state=True)
         self.log.info("jobmon check:\n%s", alerts_table(alerts))
         _raise_if_failing(alerts, self.fail_level)
         return PokeReturnValue(

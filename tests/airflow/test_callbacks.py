@@ -186,6 +186,30 @@ def test_plugins_hear_each_logged_run_start_once(jobmon_conn, jm, dag_module):
     assert heard == [(job.job_id, "jobmon_test_callbacks")]
 
 
+def test_a_dag_callback_without_its_run_logs_nothing_and_says_so(jobmon_conn, jm, caplog):
+    """Airflow hands DAG callbacks a minimal context (no ``dag_run``) for a run it cannot
+    describe: which attempt it is about is unknown, so the callback must neither create a
+    job under the bare run id nor write into an older job that has it (a finished attempt,
+    or another installation's run)."""
+    from types import SimpleNamespace
+
+    from jobmon_airflow.callbacks import jobmon_dag_callbacks
+
+    old = jm.add_job("minimal", run_key="airflow:minimal/scheduled__2026-01-01")
+    jm.close_job(old)
+    callbacks = jobmon_dag_callbacks()
+    context = {"dag": SimpleNamespace(dag_id="minimal"), "run_id": "scheduled__2026-01-01"}
+    with caplog.at_level(logging.WARNING, logger="jobmon_airflow"):
+        callbacks["on_failure_callback"](context | {"reason": "task_failure"})
+        callbacks["on_success_callback"](context)
+    (job,) = jm.show_job("minimal")  # no new job
+    assert (job.job_id, job.status) == (old, "OK")  # the old one untouched
+    assert jm.show_detail(old) == []
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jobmon_airflow"]
+    assert len(warnings) == 2
+    assert all("cannot be told apart" in w for w in warnings)
+
+
 def test_merge_callbacks_keeps_everything():
     from jobmon_airflow.callbacks import merge_callbacks
 

@@ -17,6 +17,9 @@ from devtools.airflow_env import jobmon_connection
 
 from .conftest import load_dag_module
 
+ATTEMPT = "2026-01-01T00:00:00.000000Z/2026-01-01T00:00:00.000000Z"
+"""A run attempt as runlog.run_attempt writes it (a DagRun's start date / run_after)."""
+
 
 @pytest.fixture
 def listening(airflow_db) -> Iterator[None]:
@@ -187,7 +190,7 @@ def test_an_edited_connection_closes_its_old_logging_session(dsn, jm, monkeypatc
         conn = json.loads(jobmon_connection(dsn, jm.schema))
         conn["extra"].update(application_name="jobmon-edited", connect_timeout=timeout)
         monkeypatch.setenv("AIRFLOW_CONN_JOBMON_EDITED", json.dumps(conn))
-        logger.dag_succeeded("edited", f"run_{version}", None)
+        logger.dag_succeeded("edited", f"run_{version}", ATTEMPT)
         assert _sessions(dsn, "jobmon-edited") == 1
     assert [job.status for job in jm.show_job("edited")] == ["OK", "OK", "OK"]
     for _, jobmon in runlog._jobmons.values():
@@ -257,10 +260,10 @@ def test_a_hanging_secrets_backend_costs_a_bounded_wait(jm, monkeypatch, airflow
     monkeypatch.setattr(runlog, "_down_until", {})
     try:
         started = time.monotonic()
-        runlog.RunLogger("jobmon_default").dag_succeeded("hanging", "run_1", None)
+        runlog.RunLogger("jobmon_default").dag_succeeded("hanging", "run_1", ATTEMPT)
         assert 1.0 <= time.monotonic() - started < 3.0
         started = time.monotonic()
-        runlog.RunLogger("jobmon_default").dag_failed("hanging", "run_2", None, "boom")
+        runlog.RunLogger("jobmon_default").dag_failed("hanging", "run_2", ATTEMPT, "boom")
         assert time.monotonic() - started < 0.1  # in the back-off: no wait at all
         assert jm.show_job("hanging") == []
     finally:  # let the lookup thread finish: it is still reading the FIFO

@@ -406,3 +406,32 @@ def test_a_statement_cut_by_the_execution_timeout_fails_the_job(
         " AND state = 'active'"
     ).fetchone()
     assert running == 0
+
+
+def test_a_job_that_cannot_be_closed_after_the_commit_does_not_fail_the_task(
+    jobmon_conn, jm, admin, failures_dag
+):
+    """Once the work is committed, a failing close of its job is a warning: failing the task
+    would make Airflow's retry run the committed statements again."""
+    refuse_close = (
+        "DO $do$ BEGIN"
+        " CREATE TABLE committed_once (n int);"
+        " CREATE FUNCTION refuse_close() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+        "  IF NEW.end_time IS NOT NULL THEN RAISE EXCEPTION 'jobmon refuses to close'; END IF;"
+        "  RETURN NEW; END $f$;"
+        f" CREATE TRIGGER refuse_close BEFORE UPDATE ON {jm.schema}.job_log"
+        "  FOR EACH ROW WHEN (NEW.job_name = 'SQL FAILURES') EXECUTE FUNCTION refuse_close();"
+        " END $do$"
+    )
+    try:
+        run = failures_dag.test(
+            run_conf={"first": refuse_close, "second": "INSERT INTO committed_once VALUES (1)"}
+        )
+        assert run.state == "success"
+        assert admin.execute("SELECT count(*) FROM committed_once").fetchone() == (1,)
+        (job,) = jm.show_job("sql failures")
+        assert job.end_time is None  # the close was refused, and only warned about
+    finally:
+        admin.execute("DROP TABLE IF EXISTS committed_once")
+        admin.execute(f"DROP TRIGGER IF EXISTS refuse_close ON {jm.schema}.job_log")
+        admin.execute("DROP FUNCTION IF EXISTS refuse_close()")

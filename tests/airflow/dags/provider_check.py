@@ -3,6 +3,7 @@ dag.test())."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 
 from airflow.sdk import DAG
@@ -58,8 +59,13 @@ with DAG("jobmon_test_sensor_defer_check", schedule=None, start_date=START, catc
 ):
     JobmonCheckSensor(task_id="poke", deferrable=True, poke_interval=0.5, timeout=30)
 
-# The deprecated form: JobmonCheckSensor(job_name=...) still waits for a job's run.
-with DAG("jobmon_test_sensor_job_old", schedule=None, start_date=START, catchup=False) as old_dag:
+# The deprecated form: JobmonCheckSensor(job_name=...) still waits for a job's run (its
+# warning is asserted in test_sensors.py, not repeated at each parse of this file).
+with (
+    DAG("jobmon_test_sensor_job_old", schedule=None, start_date=START, catchup=False) as old_dag,
+    warnings.catch_warnings(),
+):
+    warnings.simplefilter("ignore")
     JobmonCheckSensor(
         task_id="wait_for_job",
         job_name="nightly load",
