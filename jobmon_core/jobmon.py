@@ -156,6 +156,7 @@ class Jobmon:
         """Cancel the statement the logging connection is running now, if any (for
         timeouts: a check that gives up must not leave its query waiting in the server)."""
         self._connection.cancel()
+        self._alert_memory.cancel()
 
     def flush(self) -> int:
         """Write the buffered steps now (``buffered=True``); return how many were written.
@@ -163,14 +164,15 @@ class Jobmon:
         return self._buffer.flush() if self._buffer is not None else 0
 
     def close(self) -> None:
-        """Write buffered steps, then close the logging connection (a later call opens a
-        new one). The connection is closed whatever the flush does: a flush that fails
-        (the server is unreachable) is raised after the close, its steps stay queued for
-        the next flush or the exit. Closing again is harmless."""
+        """Write buffered steps, then close the logging connection and that of shared-state
+        checks (a later call opens new ones). The connections are closed whatever the flush
+        does: a flush that fails (the server is unreachable) is raised after the close, its
+        steps stay queued for the next flush or the exit. Closing again is harmless."""
         try:
             self.flush()
         finally:
             self._connection.close()
+            self._alert_memory.close()
 
     def __enter__(self) -> Jobmon:
         return self

@@ -166,3 +166,26 @@ def test_a_bad_window_is_refused_before_connecting():
     unreachable = Jobmon("postgresql://u:pw@127.0.0.1:1/db", plugins=manager)
     with pytest.raises(InvalidArgumentError, match="history"):
         unreachable.check_job_status(-1, shared_state=True)
+
+
+def test_shared_checks_reuse_one_connection_that_close_ends(dsn, jm, admin):
+    """A new connection per shared check cost more than the check itself (~15 ms): one is
+    kept for the next checks, and Jobmon.close() closes it with the logging connection."""
+    heard = Heard()
+    break_job(jm)
+    watched = checker(dsn, jm.schema, heard, application_name="jobmon-shared-check")
+
+    def backends() -> set[int]:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'jobmon-shared-check'"
+        ).fetchall()
+        return {pid for (pid,) in rows}
+
+    watched.check_job_status(shared_state=True)
+    first = backends()
+    for _ in range(5):
+        watched.check_job_status(shared_state=True)
+    assert backends() == first
+    assert len(first) == 1  # the shared state's own; the check itself ran on it
+    watched.close()
+    assert backends() == set()
