@@ -12,6 +12,7 @@ try:
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSkipException,
         TaskDeferred,
     )
@@ -19,6 +20,7 @@ except ImportError:  # Airflow 3.1
     from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,unused-ignore]
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSkipException,
         TaskDeferred,
     )
@@ -28,6 +30,7 @@ from airflow.exceptions import AirflowProviderDeprecationWarning
 __all__ = [
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowProviderDeprecationWarning",
     "AirflowSkipException",
     "TaskDeferred",

@@ -435,12 +435,7 @@ def _set_up_problem(exc: Exception) -> str | None:
             "the jobmon connection's role lacks a privilege (grant it the writer role: see "
             "`jobmon install --print-grants`)"
         )
-    try:
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:  # Airflow 3.1: only the old home (jobmon_airflow._compat says why)
-        from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,unused-ignore]
-            AirflowNotFoundException,
-        )
+    from ._compat import AirflowNotFoundException
 
     if isinstance(exc, AirflowNotFoundException):
         return "the jobmon connection is not defined in Airflow"

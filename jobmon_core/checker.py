@@ -219,7 +219,9 @@ class Checker:
 
         def write(conn: psycopg.Connection, _: bool) -> CheckConfig:
             with conn.cursor(row_factory=class_row(CheckConfig)) as cur:
-                return cur.execute(query, params).fetchone()  # type: ignore[return-value]
+                config = cur.execute(query, params).fetchone()
+            assert config is not None  # an upsert with RETURNING: always one row
+            return config
 
         return self._connection.run(write)
 

@@ -610,9 +610,10 @@ def _parts(token: str) -> list[str]:
 def _password(text: str) -> str | None:
     """The password in a connection string (URI or key=value), if it holds one."""
     try:
-        return conninfo_to_dict(text).get("password")  # type: ignore[return-value]
+        value = conninfo_to_dict(text).get("password")
     except Exception:  # not a connection string
         return None
+    return None if value is None else str(value)
 
 
 def _holds_secret(part: str) -> bool:

@@ -47,6 +47,7 @@ from typing import TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.abc import ConnDict
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import InvalidArgumentError, JobmonConnectionError
@@ -195,11 +196,11 @@ class LoggingConnection:
             self._conn = None
             self._pid = os.getpid()
 
-    def _open(self, params: dict[str, object]) -> psycopg.Connection:
-        return psycopg.connect(make_conninfo("", **params), autocommit=True)  # type: ignore[arg-type]
+    def _open(self, params: ConnDict) -> psycopg.Connection:
+        return psycopg.connect(make_conninfo("", **params), autocommit=True)
 
     def _connect(self) -> psycopg.Connection:
-        params: dict[str, object] = dict(conninfo_to_dict(self._target.conninfo))
+        params: ConnDict = dict(conninfo_to_dict(self._target.conninfo))
         options = self._settings.options(self._dsn_options)
         if options and not self._options_refused:
             params["options"] = options

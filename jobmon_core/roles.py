@@ -206,7 +206,9 @@ class Roles:
 
     def __post_init__(self) -> None:
         for what in ("writer", "monitor", "admin"):
-            role_name(getattr(self, what), f"{what} role", allow_none=True)
+            value = getattr(self, what)
+            if value is not None:  # None: that role is left out
+                role_name(value, f"{what} role")
         if self.writer is None and self.monitor is None and self.admin is None:
             raise InvalidArgumentError(
                 "no role to grant: name at least one of writer, monitor, admin"
@@ -235,10 +237,8 @@ class Roles:
         return list(dict.fromkeys(name for _, name, _ in self.named()))
 
 
-def role_name(value: object, what: str = "role", *, allow_none: bool = False) -> str:
+def role_name(value: object, what: str = "role") -> str:
     """Check a role name: text PostgreSQL stores as given (not truncated), usable in GRANT."""
-    if value is None and allow_none:
-        return None  # type: ignore[return-value]
     name = validation.text(value, what, allow_empty=False)
     if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
         raise InvalidArgumentError(

@@ -313,7 +313,9 @@ class Writer:
             row = conn.execute(finish, params).fetchone()
             if row is not None:
                 return str(row[0])
-            exists, end_time, status = conn.execute(self._hot(conn, "job_state"), params).fetchone()  # type: ignore[misc]
+            state = conn.execute(self._hot(conn, "job_state"), params).fetchone()
+            assert state is not None  # a LEFT JOIN from one row: always one row
+            exists, end_time, status = state
             text = conn.execute(status_text, params).fetchone()
             if not exists:
                 raise JobNotFoundError(f"no job with job_id {job_id}")
@@ -354,9 +356,8 @@ class Writer:
                     )
                 signalled = False
                 if live_pid is not None:
-                    signalled = bool(
-                        conn.execute("SELECT pg_cancel_backend(%s)", [live_pid]).fetchone()[0]  # type: ignore[index]
-                    )
+                    answer = conn.execute("SELECT pg_cancel_backend(%s)", [live_pid]).fetchone()
+                    signalled = answer is not None and bool(answer[0])
                 conn.execute(self._sql.cancel_step(), {**params, "status": text[0]})
                 conn.execute(finish, params)
                 return signalled, text[0]

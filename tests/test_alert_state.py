@@ -14,6 +14,7 @@ from psycopg import sql
 from jobmon_core import Jobmon
 from jobmon_core.plugins import hookimpl, new_plugin_manager
 
+from .backends import backend_pids, left_behind
 from .test_plugins import Exploder
 
 
@@ -175,17 +176,11 @@ def test_shared_checks_reuse_one_connection_that_close_ends(dsn, jm, admin):
     break_job(jm)
     watched = checker(dsn, jm.schema, heard, application_name="jobmon-shared-check")
 
-    def backends() -> set[int]:
-        rows = admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'jobmon-shared-check'"
-        ).fetchall()
-        return {pid for (pid,) in rows}
-
     watched.check_job_status(shared_state=True)
-    first = backends()
+    first = backend_pids(admin, "jobmon-shared-check")
     for _ in range(5):
         watched.check_job_status(shared_state=True)
-    assert backends() == first
+    assert backend_pids(admin, "jobmon-shared-check") == first
     assert len(first) == 1  # the shared state's own; the check itself ran on it
     watched.close()
-    assert backends() == set()
+    assert left_behind(admin, "jobmon-shared-check") == []

@@ -16,6 +16,7 @@ import pytest
 
 from devtools.pg import conninfo_params
 
+from ..backends import backend_pids, left_behind
 from .conftest import load_dag_module, task_states
 
 
@@ -44,26 +45,6 @@ def lifecycle_conn(dsn, jm, monkeypatch, airflow_db, app_name) -> str:
     return "lifecycle"
 
 
-def backends(admin: psycopg.Connection, app_name: str) -> list[int]:
-    return [
-        pid
-        for (pid,) in admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
-            " AND datname = current_database()",
-            [app_name],
-        )
-    ]
-
-
-def left_behind(admin: psycopg.Connection, app_name: str) -> list[int]:
-    """Our backends still there once the closed ones had time to exit (a backend leaves
-    pg_stat_activity a moment after its client closes the connection)."""
-    deadline = time.monotonic() + 3
-    while (pids := backends(admin, app_name)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return pids
-
-
 class BackendWatch:
     """Samples our backends while something runs: the most at once, and every pid seen."""
 
@@ -76,7 +57,7 @@ class BackendWatch:
     def _run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while not self._stop.is_set():
-                pids = backends(conn, self.app_name)
+                pids = backend_pids(conn, self.app_name)
                 self.most = max(self.most, len(pids))
                 self.pids.update(pids)
                 time.sleep(0.005)
@@ -104,7 +85,7 @@ def test_close_ends_the_session_and_is_idempotent(lifecycle_conn, admin, app_nam
     hook = JobmonHook(lifecycle_conn)
     hook.close()  # nothing open yet: fine
     assert hook.jobmon.schema_version() > 0
-    assert len(backends(admin, app_name)) == 1
+    assert len(backend_pids(admin, app_name)) == 1
     hook.close()
     hook.close()
     assert left_behind(admin, app_name) == []
@@ -122,7 +103,7 @@ def test_the_hook_is_a_context_manager_and_leaves_no_open_connection(
         warnings.simplefilter("error", ResourceWarning)  # psycopg's "deleted while still open"
         with JobmonHook(lifecycle_conn) as hook:
             hook.jobmon.close_job(hook.jobmon.add_job("in a with block"))
-            assert len(backends(admin, app_name)) == 1
+            assert len(backend_pids(admin, app_name)) == 1
         assert left_behind(admin, app_name) == []
         del hook
         import gc

@@ -10,11 +10,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from devtools.airflow_env import jobmon_connection
 
+from ..backends import backend_pids
 from .conftest import load_dag_module
 
 ATTEMPT = "2026-01-01T00:00:00.000000Z/2026-01-01T00:00:00.000000Z"
@@ -168,17 +168,9 @@ def test_a_dag_run_hook_leaves_the_schedulers_session_alone(
     assert job.status == ("OK" if outcome == "success" else "CRITICAL")
 
 
-def _sessions(dsn: str, application_name: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-            (application_name,),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def test_an_edited_connection_closes_its_old_logging_session(dsn, jm, monkeypatch, airflow_db):
+def test_an_edited_connection_closes_its_old_logging_session(
+    dsn, jm, admin, monkeypatch, airflow_db
+):
     """Issue #12: a long-lived scheduler or dag-processor kept one Jobmon (and its open
     session) per version of a connection, forever. Only the newest is kept now."""
     from jobmon_airflow import runlog
@@ -191,7 +183,7 @@ def test_an_edited_connection_closes_its_old_logging_session(dsn, jm, monkeypatc
         conn["extra"].update(application_name="jobmon-edited", connect_timeout=timeout)
         monkeypatch.setenv("AIRFLOW_CONN_JOBMON_EDITED", json.dumps(conn))
         logger.dag_succeeded("edited", f"run_{version}", ATTEMPT)
-        assert _sessions(dsn, "jobmon-edited") == 1
+        assert len(backend_pids(admin, "jobmon-edited")) == 1
     assert [job.status for job in jm.show_job("edited")] == ["OK", "OK", "OK"]
     for _, jobmon in runlog._jobmons.values():
         jobmon.close()

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from devtools import pg
 from devtools.airflow_env import jobmon_connection
 from jobmon_core import Jobmon
 
+from ..backends import backend_pids
 from .real_airflow import real_airflow
 
 pytestmark = pytest.mark.e2e
@@ -35,16 +35,6 @@ def connection(dsn: str, schema: str, application_name: str) -> dict[str, Any]:
     conn = json.loads(jobmon_connection(dsn, schema))
     conn["extra"]["application_name"] = application_name
     return conn
-
-
-def backends(dsn: str, application_name: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-            (application_name,),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def closed_runs(jm: Jobmon, run_id: str) -> dict[str, str | None]:
@@ -66,7 +56,7 @@ def metadata_dsn(pg_server: pg.Server) -> Iterator[str]:
 
 
 def test_the_scheduler_survives_a_connection_in_the_database_then_in_a_secrets_backend(
-    dsn, jm, tmp_path, metadata_dsn
+    dsn, jm, admin, tmp_path, metadata_dsn
 ):
     secrets_file = tmp_path / "connections.json"
     secrets_file.write_text("{}")
@@ -111,7 +101,7 @@ def test_the_scheduler_survives_a_connection_in_the_database_then_in_a_secrets_b
         }
         af.wait(
             "the edited connection's old session to close",
-            lambda: not backends(dsn, "jobmon-in-db"),
+            lambda: not backend_pids(admin, "jobmon-in-db"),
             timeout=20,
         )
         af.assert_alive()
