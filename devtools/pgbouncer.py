@@ -37,7 +37,8 @@ INSTALL_HINT = (
     "pgbouncer` or `dnf install pgbouncer`. The PgBouncer tests need a real one."
 )
 _SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/bin")
-_RUN_AS = ("postgres", "pgbouncer", "pgserver", "nobody")  # PgBouncer refuses to run as root
+# PgBouncer refuses to run as root
+_RUN_AS = ("postgres", "pgbouncer", "embedded_postgres", "nobody")
 
 
 class PgBouncerMissing(RuntimeError):

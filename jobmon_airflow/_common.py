@@ -1,65 +1,30 @@
-"""Small conversions shared by the operators, the sensor and the trigger."""
+"""Small conversions shared by the operators, the sensor and the trigger (those every
+orchestrator's check tasks share live in :mod:`jobmon_core.check_tasks`)."""
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from jobmon_core import Alert, InvalidArgumentError
-from jobmon_core.durations import parse_duration
-from jobmon_core.text import table
-from jobmon_core.validation import MAX_DURATION
+from jobmon_core import InvalidArgumentError
+from jobmon_core.check_tasks import (
+    alerts_table,
+    as_datetime,
+    as_history,
+    check_fail_level,
+    failing,
+    problems_text,
+)
 
-
-def as_history(value: Any) -> timedelta | None:
-    """A templated window: a timedelta, a string such as ``"3 days"`` or ``"72h"``, or None."""
-    if value is None or value == "" or isinstance(value, timedelta):
-        return value or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or not 0 <= value <= MAX_DURATION.total_seconds():
-            raise InvalidArgumentError(
-                f"history in seconds must be from 0 to {MAX_DURATION.total_seconds():.0f}, "
-                f"not {value!r}"
-            )
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        return parse_duration(value)
-    raise InvalidArgumentError(
-        f"history must be a timedelta or a string like '3 days', not {value!r}"
-    )
-
-
-def as_datetime(value: Any) -> datetime:
-    """A templated moment: a datetime or an ISO 8601 string (time zone required)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise InvalidArgumentError(f"since must be a timezone-aware datetime, not {value!r}")
-    return value
-
-
-def alerts_table(alerts: list[Alert]) -> str:
-    return table(
-        ["code", "status", "job_name", "text"],
-        [(a.alert_code, a.alert_status, a.job_name, a.alert_text) for a in alerts],
-    )
-
-
-def problems_text(alerts: list[Alert]) -> str:
-    return "; ".join(
-        f"{a.job_name} ({a.alert_status}, code {a.alert_code}): {a.alert_text}" for a in alerts
-    )
-
-
-def failing(alerts: list[Alert], fail_level: int) -> list[Alert]:
-    return [a for a in alerts if a.job_name is not None and a.alert_code >= fail_level]
-
-
-def check_fail_level(fail_level: Any) -> int:
-    if isinstance(fail_level, bool) or not isinstance(fail_level, int) or fail_level < 2:
-        raise InvalidArgumentError(f"fail_level must be an int of 2 or more, not {fail_level!r}")
-    return fail_level
+__all__ = [
+    "alerts_table",
+    "as_datetime",
+    "as_history",
+    "check_fail_level",
+    "failing",
+    "problems_text",
+    "since_of",
+]
 
 
 def since_of(context: Any) -> datetime:

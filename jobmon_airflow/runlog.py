@@ -57,27 +57,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jobmon_core import (
-    DatabaseError,
-    JobFinishedError,
-    Jobmon,
-    JobmonConnectionError,
-    JobmonPermissionError,
-    SchemaError,
-)
+from jobmon_core import JobFinishedError, Jobmon, JobmonConnectionError
 from jobmon_core.context import describe as describe_exception
+from jobmon_core.runs import (  # the run model's pieces both orchestrators share
+    OUTAGE_BACKOFF,
+    STEP_FAILED,
+    STEP_OK,
+    STEP_RETRY,
+    STEP_SKIPPED,
+    set_up_problem,
+)
+from jobmon_core.runs import server_message as _server_message
 from jobmon_core.validation import storable
 
 log = logging.getLogger("jobmon_airflow")
 
-OUTAGE_BACKOFF = 60.0
-"""Seconds a process skips logging after it could not reach the jobmon database, or found
-it not set up for logging."""
+# re-exported: the callbacks and the listener import the statuses from here
+__all__ = ["OUTAGE_BACKOFF", "STEP_FAILED", "STEP_OK", "STEP_RETRY", "STEP_SKIPPED"]
 
-UNDEFINED_FUNCTION = "42883"
-"""SQLSTATE of a call to a function the schema does not have (yet): an older schema."""
-
-STEP_OK, STEP_RETRY, STEP_FAILED, STEP_SKIPPED = "OK", "WARNING", "CRITICAL", "SKIPPED"
 DAG_FAILED_STEP = "DAG run failed"
 DAG_FAILED_KEY = "dag_run:failed"
 
@@ -422,30 +419,13 @@ class RunLogger:
 
 def _set_up_problem(exc: Exception) -> str | None:
     """What is wrong with the jobmon set-up if ``exc`` says so (every later call of this
-    process would fail the same way), else None (a failure of this one call)."""
-    if isinstance(exc, SchemaError) or (
-        isinstance(exc, DatabaseError) and exc.sqlstate == UNDEFINED_FUNCTION
-    ):
-        return (
-            "the jobmon schema is missing or older than this pg-jobmon (run `jobmon install` "
-            "on the database and schema of the jobmon connection)"
-        )
-    if isinstance(exc, JobmonPermissionError):
-        return (
-            "the jobmon connection's role lacks a privilege (grant it the writer role: see "
-            "`jobmon install --print-grants`)"
-        )
+    process would fail the same way), else None (a failure of this one call): the core's
+    set-up problems, and a connection Airflow does not know."""
+    problem = set_up_problem(exc)
+    if problem is not None:
+        return problem
     from ._compat import AirflowNotFoundException
 
     if isinstance(exc, AirflowNotFoundException):
         return "the jobmon connection is not defined in Airflow"
     return None
-
-
-def _server_message(exc: BaseException) -> str:
-    """The server's own message behind a jobmon error, without the ``LINE 1: <statement>
-    ^`` context psycopg adds to its text; the error's text if it did not come from a
-    server."""
-    diag = getattr(exc.__cause__, "diag", None)
-    primary = getattr(diag, "message_primary", None)
-    return primary if isinstance(primary, str) and primary else str(exc)

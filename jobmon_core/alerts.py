@@ -13,7 +13,8 @@ UNKNOWN_EXIT = 3
 @dataclass(frozen=True)
 class Alert:
     """One row of ``check_job_status``: ``alert_code`` 1 OK, 2 WARNING, 3 CRITICAL, or a
-    custom code above 3; ``alert_status`` FAILED_RUN, MISSING, RUNNING, BLOCKED or OK."""
+    custom code above 3; ``alert_status`` FAILED_RUN, MISSING, RUNNING, BLOCKED or OK, and
+    pg-jobmon's RUNNING_TOO_LONG / RAN_TOO_LONG for jobs with duration limits."""
 
     alert_code: int
     alert_status: str | None

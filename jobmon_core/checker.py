@@ -1,13 +1,15 @@
 """The checker: run the schema's ``check_job_status`` and manage ``job_check_config``.
 
-The rules live in SQL (migration 0003) so that SQL-only users (check_postgres custom queries,
-Grafana, pg_jobmon 1.4 scripts) get exactly what Python gets. This module only calls them,
-turns rows into :class:`Alert` objects and validates configuration before writing it.
+The rules live in SQL (migrations 0003 and 0006; "runs too long" in 0010) so that SQL-only
+users (check_postgres custom queries, Grafana, pg_jobmon 1.4 scripts) get exactly what Python
+gets. This module only calls them, turns rows into :class:`Alert` objects and validates
+configuration before writing it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +24,15 @@ from .connection import LoggingConnection
 from .errors import InvalidArgumentError
 
 MAX_SENSITIVITY = 32767  # smallint
+DEFAULT_DURATION_PERCENTILE = 0.5
+"""The percentile of recent durations that ``duration_factor`` multiplies: the median."""
+DEFAULT_DURATION_RUNS = 20
+"""How many previous runs "slower than usual" looks at."""
+MIN_USUAL_RUNS = 5
+"""Successful runs among them needed before "slower than usual" judges (in migration 0010)."""
+MAX_DURATION_RUNS = 100
+"""Each run looked at is a heap fetch per check: 100 keep a check of 100 such jobs near 2 ms."""
+MAX_DURATION_FACTOR = 1000.0
 
 
 class CheckHistoryError(InvalidArgumentError):
@@ -38,6 +49,80 @@ class CheckConfig:
     active: bool
     sensitivity: int
     escalate: int | None
+    # pg-jobmon's own columns (migration 0010): "runs too long", all off by default
+    warn_duration: timedelta | None = None
+    error_duration: timedelta | None = None
+    duration_factor: float | None = None
+    duration_percentile: float = DEFAULT_DURATION_PERCENTILE
+    duration_runs: int = DEFAULT_DURATION_RUNS
+
+
+CONFIG_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(CheckConfig))
+"""Named, not ``*``: a later migration may add columns the dataclass does not know."""
+
+
+@dataclass(frozen=True)
+class DurationLimits:
+    """A job's "runs too long" settings, checked (see :func:`duration_limits`)."""
+
+    warn_duration: timedelta | None = None
+    error_duration: timedelta | None = None
+    duration_factor: float | None = None
+    duration_percentile: float = DEFAULT_DURATION_PERCENTILE
+    duration_runs: int = DEFAULT_DURATION_RUNS
+
+
+def duration_limits(
+    warn_duration: object = None,
+    error_duration: object = None,
+    duration_factor: object = None,
+    duration_percentile: object = None,
+    duration_runs: object = None,
+) -> DurationLimits:
+    """Check the "runs too long" arguments of ``configure_check``, before connecting.
+
+    Each is optional; None leaves that limit off (percentile and runs: their defaults). A
+    percentile or a number of runs without ``duration_factor`` is refused: "slower than
+    usual" is off without a factor, so they would be silently ignored."""
+    warn = None if warn_duration is None else _positive_duration(warn_duration, "warn_duration")
+    error = None if error_duration is None else _positive_duration(error_duration, "error_duration")
+    if warn is not None and error is not None and error < warn:
+        raise InvalidArgumentError(
+            f"error_duration ({error}) must not be shorter than warn_duration ({warn})"
+        )
+    factor = None
+    if duration_factor is not None:
+        factor = _number(duration_factor, "duration_factor")
+        if not 1 <= factor <= MAX_DURATION_FACTOR:
+            raise InvalidArgumentError(
+                f"duration_factor must be 1..{MAX_DURATION_FACTOR:g} (a run slower than this"
+                f" many times its usual duration alerts), not {duration_factor!r}"
+            )
+    elif duration_percentile is not None or duration_runs is not None:
+        raise InvalidArgumentError(
+            "duration_percentile and duration_runs need duration_factor: without it "
+            "'slower than usual' is off (e.g. duration_factor=2 for twice the usual)"
+        )
+    percentile = DEFAULT_DURATION_PERCENTILE
+    if duration_percentile is not None:
+        percentile = _number(duration_percentile, "duration_percentile")
+        if not 0 < percentile <= 1:
+            raise InvalidArgumentError(
+                "duration_percentile must be a fraction above 0 and at most 1 (0.5 = median,"
+                f" 0.9 = 90th percentile), not {duration_percentile!r}"
+            )
+    runs = DEFAULT_DURATION_RUNS
+    if duration_runs is not None:
+        if isinstance(duration_runs, bool) or not isinstance(duration_runs, int):
+            raise InvalidArgumentError(
+                f"duration_runs must be an int, not {type(duration_runs).__name__}"
+            )
+        if not MIN_USUAL_RUNS <= duration_runs <= MAX_DURATION_RUNS:
+            raise InvalidArgumentError(
+                f"duration_runs must be {MIN_USUAL_RUNS}..{MAX_DURATION_RUNS}, not {duration_runs}"
+            )
+        runs = duration_runs
+    return DurationLimits(warn, error, factor, percentile, runs)
 
 
 def history_interval(history: object, what: str = "history") -> timedelta | None:
@@ -174,6 +259,11 @@ class Checker:
         sensitivity: int = 0,
         escalate: int | None = None,
         active: bool = True,
+        warn_duration: timedelta | None = None,
+        error_duration: timedelta | None = None,
+        duration_factor: float | None = None,
+        duration_percentile: float | None = None,
+        duration_runs: int | None = None,
     ) -> CheckConfig:
         validation.name(job_name)
         warn = _threshold(warn, "warn")
@@ -199,23 +289,30 @@ class Checker:
             )
         if not isinstance(active, bool):
             raise InvalidArgumentError("active must be True or False")
-        query = sql.SQL(
-            "INSERT INTO {} AS c (job_name, warn_threshold, error_threshold, active, sensitivity,"
-            " escalate) VALUES (upper(%(name)s), %(warn)s, %(error)s, %(active)s, %(sens)s,"
-            " %(esc)s)"
-            " ON CONFLICT (job_name) DO UPDATE SET warn_threshold = EXCLUDED.warn_threshold,"
-            " error_threshold = EXCLUDED.error_threshold, active = EXCLUDED.active,"
-            " sensitivity = EXCLUDED.sensitivity, escalate = EXCLUDED.escalate"
-            " RETURNING c.*"
-        ).format(self._fn("job_check_config"))
-        params = {
-            "name": job_name,
-            "warn": warn,
-            "error": error,
+        limits = duration_limits(
+            warn_duration, error_duration, duration_factor, duration_percentile, duration_runs
+        )
+        params: dict[str, object] = {
+            "job_name": job_name,
+            "warn_threshold": warn,
+            "error_threshold": error,
             "active": active,
-            "sens": sensitivity,
-            "esc": escalate,
+            "sensitivity": sensitivity,
+            "escalate": escalate,
+            **asdict(limits),
         }
+        names = list(params)
+        query = sql.SQL(
+            "INSERT INTO {table} AS c ({columns}) VALUES (upper(%(job_name)s), {values})"
+            " ON CONFLICT (job_name) DO UPDATE SET ({columns}) = ROW({excluded})"
+            " RETURNING {returning}"
+        ).format(
+            table=self._fn("job_check_config"),
+            columns=sql.SQL(", ").join(map(sql.Identifier, names)),
+            values=sql.SQL(", ").join(map(sql.Placeholder, names[1:])),
+            excluded=sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names),
+            returning=sql.SQL(", ").join(sql.Identifier("c", f.name) for f in fields(CheckConfig)),
+        )
 
         def write(conn: psycopg.Connection, _: bool) -> CheckConfig:
             with conn.cursor(row_factory=class_row(CheckConfig)) as cur:
@@ -233,7 +330,9 @@ class Checker:
         return self._connection.run(lambda conn, _: conn.execute(query, [job_name]).rowcount > 0)
 
     def list_checks(self) -> list[CheckConfig]:
-        query = sql.SQL("SELECT * FROM {} ORDER BY job_name").format(self._fn("job_check_config"))
+        query = sql.SQL("SELECT {} FROM {} ORDER BY job_name").format(
+            CONFIG_COLUMNS, self._fn("job_check_config")
+        )
 
         def read(conn: psycopg.Connection, _: bool) -> list[CheckConfig]:
             with conn.cursor(row_factory=class_row(CheckConfig)) as cur:
@@ -245,8 +344,25 @@ class Checker:
 def _threshold(value: object, what: str) -> timedelta:
     if value is None:
         raise InvalidArgumentError(f"{what} threshold is required (a datetime.timedelta)")
-    threshold = history_interval(value, f"{what} threshold")
-    assert threshold is not None
-    if threshold <= timedelta(0):
-        raise InvalidArgumentError(f"{what} threshold must be longer than zero, got {threshold}")
-    return threshold
+    return _positive_duration(value, f"{what} threshold")
+
+
+def _positive_duration(value: object, what: str) -> timedelta:
+    """A ``timedelta`` longer than zero and at most 1000 years."""
+    duration = validation.duration(value, what)
+    if duration <= timedelta(0):
+        raise InvalidArgumentError(f"{what} must be longer than zero, got {duration}")
+    return duration
+
+
+def _number(value: object, what: str) -> float:
+    """A finite real number (an int or a float, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(f"{what} must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise InvalidArgumentError(f"{what} is too large a number") from None
+    if not math.isfinite(number):
+        raise InvalidArgumentError(f"{what} must be a finite number, not {value!r}")
+    return number

@@ -26,8 +26,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from . import __version__, nagios, roles
 from .alerts import UNKNOWN_EXIT, Alert, worst
+from .checker import CheckConfig
 from .durations import format_duration, parse_duration
-from .errors import JobmonError, NotFoundError
+from .errors import InvalidArgumentError, JobmonError, NotFoundError
 from .jobmon import Jobmon
 from .notifiers.webhook import ENV_VAR, WebhookNotifier
 from .plugins import new_plugin_manager
@@ -48,6 +49,8 @@ examples:
   jobmon steps 42                                 the steps of run 42
   jobmon config set 'nightly load' --warn 25h --error 49h
   jobmon clear --older-than 30d                   delete old runs, in batches
+  jobmon web --port 8470                          the page and /metrics (web extra)
+  jobmon metrics > jobmon.prom                    Prometheus text, for node_exporter
 
 The database comes from --dsn, else JOBMON_DSN, else the libpq variables (PGHOST, ...).
 The global options (--dsn, --schema, the time-outs, --no-prepare) go before or after the
@@ -287,6 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("--sensitivity", type=_non_negative_int, default=0)
     set_.add_argument("--escalate", type=_positive_int)
     set_.add_argument("--inactive", action="store_true", help="mute: never alert on this job")
+    set_.add_argument(
+        "--warn-duration", type=_duration, help="a run longer than this is a WARNING (e.g. 2h)"
+    )
+    set_.add_argument(
+        "--error-duration", type=_duration, help="a run longer than this is CRITICAL (e.g. 4h)"
+    )
+    set_.add_argument(
+        "--duration-factor",
+        type=float,
+        metavar="FACTOR",
+        help="slower than usual: a run longer than FACTOR x its usual duration is a WARNING",
+    )
+    set_.add_argument(
+        "--duration-percentile",
+        type=float,
+        metavar="FRACTION",
+        help="the usual duration: this percentile of recent runs (default 0.5, the median)",
+    )
+    set_.add_argument(
+        "--duration-runs",
+        type=_positive_int,
+        metavar="N",
+        help="the usual duration: of the successful runs among the last N (default 20)",
+    )
     config_commands.add_parser("list", parents=[common], help="show every configured job")
     remove = config_commands.add_parser(
         "remove", parents=[common], help="stop monitoring a job specially"
@@ -299,8 +326,180 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--older-than", type=_duration, required=True, metavar="DURATION")
     clear.add_argument("--batch-size", type=_positive_int, default=10_000)
 
+    sql_access = commands.add_parser(
+        "sql-access",
+        parents=[common],
+        help="let a login role log from SQL (add_job() ... in PL/pgSQL)",
+        description="Give ROLE a user mapping on the SQL interface's loopback server (it logs "
+        "in as itself) and USAGE on that server. A role that is not a superuser needs its "
+        "password there: dblink requires password authentication for such roles. The "
+        "password is read from the environment variable named by --password-env, else asked "
+        "for on a terminal; it is never an argument (argument lists are visible to all).",
+    )
+    sql_access.add_argument("role", metavar="ROLE")
+    sql_access.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="read ROLE's password from this environment variable",
+    )
+
+    _add_web_commands(commands, common)
     commands.add_parser("version", parents=[common], help="print the version")
     return parser
+
+
+# -- web and metrics (the web extra) ------------------------------------------------------------
+
+WEB_PORT = 8470
+WEB_TOKEN_ENV = "JOBMON_WEB_TOKEN"
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def _add_web_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``jobmon web`` and ``jobmon metrics``: the page and the metrics of ``jobmon_web``,
+    read-only as the monitor role; both need the web extra, imported only when run."""
+    web = commands.add_parser(
+        "web",
+        parents=[common],
+        help="serve the page (health, jobs, runs) and /metrics, read-only",
+        description="Serve the pg-jobmon page and /metrics (needs the web extra). It listens "
+        f"on 127.0.0.1 unless told otherwise; any other address needs a token (${WEB_TOKEN_ENV} "
+        "or --token-file), which every request must carry. Every request is a READ ONLY "
+        "transaction run as the monitor role.",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    web.add_argument("--port", type=_port, default=WEB_PORT, help=f"port to listen on ({WEB_PORT})")
+    web.add_argument(
+        "--token-file",
+        type=Path,
+        help=f"a file holding the token requests must carry (default ${WEB_TOKEN_ENV}); "
+        "needed to listen anywhere but on loopback",
+    )
+    metrics = commands.add_parser(
+        "metrics",
+        parents=[common],
+        help="print the Prometheus metrics (for node_exporter's textfile collector)",
+        description="Print the metrics /metrics serves, in the Prometheus exposition format "
+        "(needs the web extra). Exit 1 (the text still printed, with jobmon_up 0) when the "
+        "schema cannot be read.",
+    )
+    for command in (web, metrics):
+        command.add_argument(
+            "--role",
+            default=roles.DEFAULT_MONITOR,
+            help=f"the monitor role every read runs as (default {roles.DEFAULT_MONITOR})",
+        )
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number up to 65535, not {value}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _web_token(args: argparse.Namespace) -> str | None:
+    """The token of ``jobmon web``: from --token-file, else $JOBMON_WEB_TOKEN; required
+    unless it listens on loopback only (anyone who can reach the port could read the log)."""
+    if args.token_file is not None:
+        try:
+            token: str | None = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"jobmon web: cannot read --token-file: {exc}") from None
+        if not token:
+            raise UsageError(f"jobmon web: the token file {args.token_file} is empty")
+        return token
+    token = os.environ.get(WEB_TOKEN_ENV, "").strip() or None
+    if token is None and not _is_loopback(args.host):
+        raise UsageError(
+            f"jobmon web: listening on {args.host} would show the job log to anyone who can "
+            f"reach the port; set ${WEB_TOKEN_ENV} or --token-file FILE (a long random "
+            "string) so that only holders of the token can open the page and /metrics, or "
+            "listen on 127.0.0.1 behind a proxy that authenticates"
+        )
+    return token
+
+
+def _web_command(args: argparse.Namespace, secrets: list[str]) -> int:
+    """``jobmon web`` / ``jobmon metrics``: import the web extra, or say how to get it."""
+    try:
+        from jobmon_web import MISSING_EXTRA
+        from jobmon_web.database import ReadOnlyDatabase
+        from jobmon_web.metrics import scrape
+
+        if args.command == "web":
+            import uvicorn  # noqa: F401 - missing: said now, before anything connects
+
+            import jobmon_web.app  # noqa: F401
+    except ModuleNotFoundError as exc:  # the web extra is missing
+        missing = f"{exc.name} is not installed; {_missing_web_extra()}"
+        print(f"jobmon: error: {missing}", file=sys.stderr)
+        return 1
+    # the pool retries in the background and logs each failed attempt: the one error below
+    # says it once
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    try:
+        token = _web_token(args) if args.command == "web" else None
+        database = ReadOnlyDatabase(
+            args.dsn,
+            schema=args.schema,
+            role=args.role,
+            statement_timeout=args.statement_timeout or DEFAULT_STATEMENT_TIMEOUT,
+        )
+        try:
+            if args.command == "metrics":
+                text, up = scrape(database)
+                sys.stdout.write(text.decode())
+                return 0 if up else 1
+            database.read(lambda conn: conn.execute("SELECT 1"))  # fail now, clearly
+            return _serve(database, args, token)
+        finally:
+            database.close()
+    except UsageError as exc:
+        print(f"{printable(_scrub(str(exc), secrets))}", file=sys.stderr)
+        return 2
+    except JobmonError as exc:
+        print(f"jobmon: error: {printable(_scrub(str(exc), secrets))}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        print(f"jobmon: error: {exc.name} is not installed; {MISSING_EXTRA}", file=sys.stderr)
+        return 1
+
+
+def _missing_web_extra() -> str:
+    try:
+        from jobmon_web import MISSING_EXTRA
+    except ImportError:  # a core-only install without the jobmon_web package
+        return "install pg-jobmon with the web extra: pip install 'pg-jobmon[web]'"
+    return str(MISSING_EXTRA)
+
+
+def _serve(database: Any, args: argparse.Namespace, token: str | None) -> int:
+    import uvicorn
+
+    from jobmon_web.app import create_app
+
+    app = create_app(database, token=token)
+    where = f"[{args.host}]" if ":" in args.host else args.host
+    print(
+        f"pg-jobmon web: http://{where}:{args.port}/ (read-only, as role {database.role}"
+        + (", token required)" if token else ")"),
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
 
 
 # -- output helpers ---------------------------------------------------------------------------
@@ -442,10 +641,17 @@ def _config(jm: Jobmon, args: argparse.Namespace) -> int:
             sensitivity=args.sensitivity,
             escalate=args.escalate,
             active=not args.inactive,
+            warn_duration=args.warn_duration,
+            error_duration=args.error_duration,
+            duration_factor=args.duration_factor,
+            duration_percentile=args.duration_percentile,
+            duration_runs=args.duration_runs,
         )
+        limits = _duration_limits(saved)
         print(
             f"monitoring {saved.job_name}: warn after {format_duration(saved.warn_threshold)}, "
             f"error after {format_duration(saved.error_threshold)}"
+            + (f"; runs too long: {limits}" if limits else "")
             + ("" if saved.active else " (inactive)")
         )
         return 0
@@ -460,7 +666,7 @@ def _config(jm: Jobmon, args: argparse.Namespace) -> int:
         return 0
     print(
         table(
-            ["job_name", "warn", "error", "active", "sensitivity", "escalate"],
+            ["job_name", "warn", "error", "active", "sensitivity", "escalate", "runs too long"],
             [
                 (
                     c.job_name,
@@ -469,12 +675,28 @@ def _config(jm: Jobmon, args: argparse.Namespace) -> int:
                     "yes" if c.active else "no",
                     c.sensitivity,
                     c.escalate,
+                    _duration_limits(c),
                 )
                 for c in configs
             ],
         )
     )
     return 0
+
+
+def _duration_limits(config: CheckConfig) -> str:
+    """A job's "runs too long" limits in a few words; empty when it has none."""
+    limits = [
+        f"{level} over {format_duration(limit)}"
+        for level, limit in (("warn", config.warn_duration), ("error", config.error_duration))
+        if limit is not None
+    ]
+    if config.duration_factor is not None:
+        limits.append(
+            f"warn over {config.duration_factor:g} x percentile {config.duration_percentile:g}"
+            f" of last {config.duration_runs} runs"
+        )
+    return ", ".join(limits)
 
 
 def _clear(jm: Jobmon, args: argparse.Namespace) -> int:
@@ -488,8 +710,30 @@ def _version(jm: Jobmon | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def _sql_access(jm: Jobmon, args: argparse.Namespace) -> int:
+    if args.password_env is not None:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise InvalidArgumentError(
+                f"--password-env: the environment variable {args.password_env} is not set"
+            )
+    elif sys.stdin.isatty():
+        import getpass  # only on a terminal
+
+        password = getpass.getpass(f"password of role {args.role} (empty: none): ") or None
+    else:
+        password = None
+    jm.allow_sql_logging(args.role, password)
+    print(
+        f"role {args.role!r} may log from SQL through the loopback server "
+        f"({'with' if password else 'without'} a password)"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Jobmon, argparse.Namespace], int]] = {
     "install": _install,
+    "sql-access": _sql_access,
     "jobs": _jobs,
     "steps": _steps,
     "config": _config,
@@ -594,6 +838,7 @@ HIDDEN = "<hidden>"
 _OPTION_NAME = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*")
 _COMMAND_WORDS = frozenset(
     {"install", "check", "jobs", "steps", "config", "clear", "version", "set", "list", "remove"}
+    | {"web", "metrics", "sql-access"}
 )
 
 
@@ -696,6 +941,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args, secrets)
     if args.command == "version":
         return _version(None, args)
+    if args.command in ("web", "metrics"):
+        return _web_command(args, secrets)
     try:
         jm = Jobmon(args.dsn, schema=args.schema, **_session_args(args))
         try:

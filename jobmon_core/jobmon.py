@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ import pluggy
 import psycopg
 from psycopg.sql import Composed, Identifier
 
-from . import caller, roles, schema, validation
+from . import caller, roles, schema, sql_interface, validation
 from .alert_memory import AlertMemory
 from .alerts import Alert
 from .buffer import StepBuffer
@@ -29,6 +30,8 @@ from .target import (
 )
 from .translate import translate_error
 from .writer import Writer
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SCHEMA = "jobmon"
 STATUS_TABLE = "job_status_text"
@@ -187,7 +190,28 @@ class Jobmon:
 
         Idempotent, and safe when several processes call it at once.
         """
-        return self._on_own_connection(lambda conn: schema.install(conn, self.schema))
+        return self._on_own_connection(self._install_on)
+
+    def _install_on(self, conn: psycopg.Connection) -> list[int]:
+        applied = schema.install(conn, self.schema)
+        try:
+            problem = sql_interface.prepare(conn, self.schema, password=conn.info.password)
+        except psycopg.Error as exc:  # the Python side never needs the SQL interface
+            problem = f"the SQL interface could not be prepared: {exc}"
+        if problem:
+            logger.warning("%s", problem)
+        return applied
+
+    def allow_sql_logging(self, role: str, password: str | None = None) -> None:
+        """Let ``role`` (a login role, e.g. a member of the writer role) log from SQL and
+        PL/pgSQL: a user mapping on the SQL interface's loopback server that logs in as
+        ``role`` with ``password``, and USAGE on that server. The password is kept where
+        PostgreSQL keeps foreign-server credentials (visible only to superusers and the role
+        itself). A role that is not a superuser needs one, and password authentication on
+        the loopback address: dblink's rule. Run as the server's owner or a superuser."""
+        self._on_own_connection(
+            lambda conn: sql_interface.allow_role(conn, self.schema, role, password)
+        )
 
     def grant_statements(
         self,
@@ -441,7 +465,9 @@ class Jobmon:
         """Every problem, worst first, by the schema's ``check_job_status`` (pg_jobmon 1.4's
         rules). ``history`` is the window to look back; None means the longest active
         threshold, else one week. A window shorter than the longest active threshold is a
-        :class:`~jobmon_core.checker.CheckHistoryError`. Healthy: one ``OK`` alert.
+        :class:`~jobmon_core.checker.CheckHistoryError`. Healthy: one ``OK`` alert. Jobs
+        with duration limits (:meth:`configure_check`) add RUNNING_TOO_LONG / RAN_TOO_LONG
+        rows; without them the rows are exactly pg_jobmon 1.4's.
 
         Plugins (``jobmon_alerts_found``) hear the alerts and the flips since the previous
         check; the state they are measured against is updated only when every plugin took
@@ -484,11 +510,23 @@ class Jobmon:
         sensitivity: int = 0,
         escalate: int | None = None,
         active: bool = True,
+        warn_duration: timedelta | None = None,
+        error_duration: timedelta | None = None,
+        duration_factor: float | None = None,
+        duration_percentile: float | None = None,
+        duration_runs: int | None = None,
     ) -> CheckConfig:
         """Create or replace the monitoring of ``job_name`` (upper-cased like job names):
         MISSING after ``warn`` (WARNING) or ``error`` (CRITICAL) without a run; an alert
         after more than ``sensitivity`` failures at one level; escalation after
-        ``escalate`` alerts at the top level. ``active=False`` mutes the job."""
+        ``escalate`` alerts at the top level. ``active=False`` mutes the job.
+
+        Runs too long (each optional, off when None): the job's latest run, still running
+        or finished, longer than ``warn_duration`` (WARNING) or ``error_duration``
+        (CRITICAL) alerts as RUNNING_TOO_LONG or RAN_TOO_LONG, until a later run starts.
+        ``duration_factor`` adds "slower than usual" (WARNING): longer than the factor times
+        the ``duration_percentile`` (default 0.5, the median) of the durations of the
+        successful runs among its ``duration_runs`` (default 20) previous runs."""
         return self._checker.configure_check(
             job_name,
             warn=warn,
@@ -496,6 +534,11 @@ class Jobmon:
             sensitivity=sensitivity,
             escalate=escalate,
             active=active,
+            warn_duration=warn_duration,
+            error_duration=error_duration,
+            duration_factor=duration_factor,
+            duration_percentile=duration_percentile,
+            duration_runs=duration_runs,
         )
 
     def run_state(self, job_name: str, since: datetime) -> RunState:

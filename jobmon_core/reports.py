@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .jobmon import Jobmon
 
 logger = logging.getLogger("jobmon_core")
+R = TypeVar("R")
 
 DEFAULT_BATCH = 10_000
 
@@ -64,8 +65,10 @@ class StepRecord:
 
 
 def limit_arg(value: object, what: str = "limit") -> int:
-    """A positive int that fits the bigint of ``LIMIT``."""
-    return validation.count(value, what)
+    """A positive int that fits the bigint of ``LIMIT``, passed to the SQL reports, whose
+    limit is pg_jobmon's ``integer``: a limit past its range asks for every row, and so
+    does the largest integer."""
+    return min(validation.count(value, what), validation.MAX_INT)
 
 
 class Reports:
@@ -78,16 +81,22 @@ class Reports:
     def _t(self, name: str) -> sql.Identifier:
         return sql.Identifier(self._schema, name)
 
-    def _jobs(self, where: sql.Composable, params: dict[str, object]) -> list[JobRecord]:
-        query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY job_id DESC LIMIT %(limit)s").format(
-            self._t("job_log"), where
+    def _call(
+        self, function: str, args: list[object], row_type: type[R], *, regex: bool = False
+    ) -> list[R]:
+        """The rows of the schema's SQL report function ``function``: pg_jobmon's show_*
+        (migration 9), which SQL callers use too, so both doors give the same rows."""
+        query = sql.SQL("SELECT * FROM {}({})").format(
+            self._t(function), sql.SQL(", ").join(sql.Placeholder() * len(args))
         )
 
-        def read(conn: psycopg.Connection, _: bool) -> list[JobRecord]:
-            with conn.cursor(row_factory=class_row(JobRecord)) as cur:
+        def read(conn: psycopg.Connection, _: bool) -> list[R]:
+            with conn.cursor(row_factory=class_row(row_type)) as cur:
                 try:
-                    return cur.execute(query, params).fetchall()
+                    return cur.execute(query, args).fetchall()
                 except pg_errors.InvalidRegularExpression as exc:
+                    if not regex:
+                        raise
                     raise InvalidArgumentError(
                         f"pattern is not a valid POSIX regular expression: "
                         f"{exc.diag.message_primary}"
@@ -97,74 +106,40 @@ class Reports:
 
     def show_job(self, name: str, limit: int = 10) -> list[JobRecord]:
         validation.name(name)
-        return self._jobs(
-            sql.SQL("job_name = upper(%(name)s)"), {"name": name, "limit": limit_arg(limit)}
-        )
+        return self._call("show_job", [name, limit_arg(limit)], JobRecord)
 
     def show_job_like(
         self, pattern: str, limit: int = 10, *, status: str | None = None
     ) -> list[JobRecord]:
         validation.text(pattern, "pattern", allow_empty=False)
-        params: dict[str, object] = {"pattern": pattern, "limit": limit_arg(limit)}
-        if status is None:
-            return self._jobs(sql.SQL("job_name ~* %(pattern)s"), params)
-        validation.text(status, "status", allow_empty=False)
-        params["status"] = status  # in SQL, before the LIMIT: never filter a page afterwards
-        return self._jobs(sql.SQL("job_name ~* %(pattern)s AND status = %(status)s"), params)
+        args: list[object] = [pattern, limit_arg(limit)]
+        if status is not None:  # in SQL, before the LIMIT: never filter a page afterwards
+            args.append(validation.text(status, "status", allow_empty=False))
+        return self._call("show_job_like", args, JobRecord, regex=True)
 
     def show_job_status(
         self, status: str, limit: int = 10, *, name: str | None = None
     ) -> list[JobRecord]:
         validation.text(status, "status", allow_empty=False)
-        params: dict[str, object] = {"status": status, "limit": limit_arg(limit)}
+        limit = limit_arg(limit)
         if name is None:
-            return self._jobs(sql.SQL("status = %(status)s"), params)
+            return self._call("show_job_status", [status, limit], JobRecord)
         validation.name(name)
-        params["name"] = name
-        return self._jobs(sql.SQL("job_name = upper(%(name)s) AND status = %(status)s"), params)
+        return self._call("show_job_status", [name, status, limit], JobRecord)
 
     def show_detail(self, job: int | str, jobs: int = 1) -> list[StepRecord]:
         """The steps of job ``job`` (an id), or of the newest ``jobs`` runs of the job named
         ``job``: runs newest first, steps of each run in order."""
         if isinstance(job, str):
             validation.name(job)
-            query = sql.SQL(
-                "SELECT d.* FROM (SELECT job_id FROM {job_log} WHERE job_name = upper(%(name)s)"
-                " ORDER BY job_id DESC LIMIT %(jobs)s) AS j"
-                " JOIN {job_detail} AS d ON d.job_id = j.job_id"
-                " ORDER BY d.job_id DESC, d.step_id"
-            ).format(job_log=self._t("job_log"), job_detail=self._t("job_detail"))
-            params: dict[str, object] = {"name": job, "jobs": limit_arg(jobs, "jobs")}
-        else:
-            validation.ident(job, "job_id")
-            query = sql.SQL("SELECT * FROM {} WHERE job_id = %(job_id)s ORDER BY step_id").format(
-                self._t("job_detail")
-            )
-            params = {"job_id": job}
-
-        def read(conn: psycopg.Connection, _: bool) -> list[StepRecord]:
-            with conn.cursor(row_factory=class_row(StepRecord)) as cur:
-                return cur.execute(query, params).fetchall()
-
-        return self._connection.run(read)
+            return self._call("show_detail", [job, limit_arg(jobs, "jobs")], StepRecord)
+        validation.ident(job, "job_id")
+        return self._call("show_detail", [job], StepRecord)
 
     def show_running(self, limit: int = 10) -> list[JobRecord]:
         """Open runs whose session is still connected. A session that started after the run
         did not start it (its pid was reused), so it is not reported."""
-        query = sql.SQL(
-            "SELECT j.* FROM {job_log} AS j"
-            " JOIN pg_catalog.pg_stat_activity AS a ON a.pid = j.pid"
-            "  AND (a.backend_start IS NULL OR a.backend_start <= j.start_time)"
-            " WHERE j.end_time IS NULL AND j.status IS NULL"
-            " ORDER BY j.job_id DESC LIMIT %(limit)s"
-        ).format(job_log=self._t("job_log"))
-        params = {"limit": limit_arg(limit)}
-
-        def read(conn: psycopg.Connection, _: bool) -> list[JobRecord]:
-            with conn.cursor(row_factory=class_row(JobRecord)) as cur:
-                return cur.execute(query, params).fetchall()
-
-        return self._connection.run(read)
+        return self._call("show_running", [limit_arg(limit)], JobRecord)
 
     def job_log_clear(self, jobmon: Jobmon, older_than: timedelta, batch_size: int) -> int:
         """Delete runs that started more than ``older_than`` ago (their steps go with them),
@@ -199,15 +174,15 @@ class Reports:
 
     def _delete_before(self, boundary: datetime, own_job_id: int, batch_size: int) -> int:
         """Delete, in batches (each its own short transaction), the runs started at or before
-        ``boundary``, except the purge's own; return how many."""
-        delete = sql.SQL(
-            "DELETE FROM {job_log} WHERE job_id IN (SELECT job_id FROM {job_log}"
-            " WHERE start_time <= %(boundary)s AND job_id <> %(own)s LIMIT %(batch)s)"
-        ).format(job_log=self._t("job_log"))
+        ``boundary``, except the purge's own; return how many. The delete is the schema's
+        ``_delete_runs_before``, which the SQL ``job_log_clear`` runs too."""
+        delete = sql.SQL("SELECT {}(%(boundary)s, %(own)s, %(batch)s)").format(
+            self._t("_delete_runs_before")
+        )
         params = {"boundary": boundary, "own": own_job_id, "batch": batch_size}
         deleted = 0
         while True:
-            batch = self._connection.run(lambda conn, _: conn.execute(delete, params).rowcount)
+            batch = self._connection.run(lambda conn, _: int(_one(conn.execute(delete, params))[0]))
             deleted += batch
             if batch < batch_size:
                 return deleted

@@ -70,6 +70,7 @@ _CHECK_FUNCTIONS = (
     ("check_job_status", "interval"),
     ("check_job_summary", ""),
     ("check_job_summary", "interval"),
+    ("check_job_durations", ""),  # version 10: runs too long
 )
 
 

@@ -6,6 +6,7 @@ an embedded throwaway server is started. No database available is an error, neve
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from collections.abc import Iterator
 
@@ -19,6 +20,12 @@ from jobmon_core import Jobmon
 from .tables import Rows
 
 _schema_numbers = itertools.count(1)
+
+# tests/prefect runs in Prefect's own environment (`make test` runs it there: the airflow and
+# prefect extras conflict), so the Airflow environment leaves it out, and the other way round
+collect_ignore_glob = [] if importlib.util.find_spec("prefect") else ["prefect/*"]
+if importlib.util.find_spec("airflow") is None:
+    collect_ignore_glob.append("airflow/*")
 
 
 @pytest.fixture(scope="session")

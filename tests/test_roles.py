@@ -70,6 +70,7 @@ MONITOR = {
     ),
     "check_job_status: EXECUTE",
     "check_job_summary: EXECUTE",
+    "check_job_durations: EXECUTE",
     "schema: USAGE",
     # the one table the monitor writes: the levels the notifiers last heard
     *(f"job_alert_state: {p}" for p in ("SELECT", "INSERT", "UPDATE", "DELETE")),
@@ -102,6 +103,7 @@ ADMIN = {
             "add_run_step",
             "check_job_status",
             "check_job_summary",
+            "check_job_durations",
         )
     ),
     "schema: USAGE",

@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ["jobmon_core", "jobmon_airflow", "dags_examples", "devtools", "bench"]
+SHIPPED = [
+    "jobmon_core",
+    "jobmon_airflow",
+    "jobmon_prefect",
+    "jobmon_web",
+    "dags_examples",
+    "flows_examples",
+    "devtools",
+    "bench",
+]
 STATEMENT_TAKERS = {"execute", "executemany", "copy", "SQL", "stream"}
 
 

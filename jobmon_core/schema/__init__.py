@@ -11,6 +11,10 @@ The files use unqualified names. The runner sets ``search_path`` to the target s
 declared ``SET search_path FROM CURRENT``, which pins it to the schema it was created in.
 That is how one set of files serves any schema name, quotes and all, with no string
 formatting of SQL.
+
+A schema that holds the pg_jobmon extension (1.4.x or 1.5.0) is taken over in place, in the
+same transaction (see :mod:`.adopt`): its tables and rows stay, its code is replaced by the
+migrations. Any other ``job_log`` we did not create is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import SchemaError
+from . import adopt
 
 INSTALL_LOCK_KEY = 0x6A6F626D6F6E  # "jobmon" in ASCII: one advisory lock for all installs
 MIGRATIONS_TABLE = "jobmon_schema_migrations"
@@ -69,18 +74,7 @@ def _applied_versions(conn: psycopg.Connection, schema: str) -> dict[int, str]:
 
 
 def _refuse_foreign_tables(conn: psycopg.Connection, schema: str) -> None:
-    """Refuse to build over a pg_jobmon extension or tables we did not create."""
-    row = conn.execute(
-        "SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-        " WHERE n.nspname = %s AND e.extname = 'pg_jobmon'",
-        [schema],
-    ).fetchone()
-    if row:
-        raise SchemaError(
-            f"schema {schema!r} holds the pg_jobmon extension; pg-jobmon's writer can log into "
-            "its tables as they are, but install() will not replace an extension's objects. "
-            "Use another schema for install(), or drop the extension first."
-        )
+    """Refuse to build over a job_log we did not create (and that no pg_jobmon owns)."""
     row = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL",
         [sql.Identifier(schema, "job_log").as_string(conn)],
@@ -88,8 +82,18 @@ def _refuse_foreign_tables(conn: psycopg.Connection, schema: str) -> None:
     if row and row[0]:
         raise SchemaError(
             f"schema {schema!r} already has a job_log table that pg-jobmon did not install "
-            f"(no {MIGRATIONS_TABLE} table); refusing to touch it. Install into another schema."
+            f"(no {MIGRATIONS_TABLE} table) and that is not the pg_jobmon extension's; "
+            "refusing to touch it. Install into another schema."
         )
+
+
+def _record(conn: psycopg.Connection, schema: str, m: Migration) -> None:
+    conn.execute(
+        sql.SQL("INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)").format(
+            sql.Identifier(schema, MIGRATIONS_TABLE)
+        ),
+        [m.version, m.name, m.checksum],
+    )
 
 
 def install(conn: psycopg.Connection, schema: str) -> list[int]:
@@ -117,9 +121,14 @@ def install(conn: psycopg.Connection, schema: str) -> list[int]:
         pending = [m for m in migrations if m.version not in applied]
         if not pending:
             return []
+        adoption = None
         if not applied:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema_id))
-            _refuse_foreign_tables(conn, schema)
+            version = adopt.extension_version(conn, schema)
+            if version is not None:
+                adoption = adopt.take_over(conn, schema, version)
+            else:
+                _refuse_foreign_tables(conn, schema)
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE {} (version integer PRIMARY KEY, name text NOT NULL,"
@@ -128,14 +137,17 @@ def install(conn: psycopg.Connection, schema: str) -> list[int]:
                 ).format(sql.Identifier(schema, MIGRATIONS_TABLE))
             )
         conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_temp").format(schema_id))
-        for m in pending:
+        to_run = pending
+        if adoption is not None:
+            # the extension's tables are what 0001 creates, once its extras are added
+            adopt.apply_baseline(conn)
+            _record(conn, schema, pending[0])
+            to_run = pending[1:]
+        for m in to_run:
             conn.execute(sql.SQL(m.text))  # our own shipped file, checksummed
-            conn.execute(
-                sql.SQL("INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)").format(
-                    sql.Identifier(schema, MIGRATIONS_TABLE)
-                ),
-                [m.version, m.name, m.checksum],
-            )
+            _record(conn, schema, m)
+        if adoption is not None:
+            adopt.finish(conn, adoption)
     return [m.version for m in pending]
 
 

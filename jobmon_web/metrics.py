@@ -1,0 +1,186 @@
+"""Prometheus metrics of the log and of ``check_job_status``, in the exposition format.
+
+Served at ``GET /metrics`` and printed by ``jobmon metrics`` (for node_exporter's textfile
+collector). Everything is read at scrape time in one read-only transaction (nothing is kept
+between scrapes, so several replicas or a cron job give the same numbers), and written by
+``prometheus_client``, which escapes label values whatever a job name holds. If the
+database cannot be read, the scrape still answers: ``jobmon_up 0`` and the reason on the
+log, so an alert on ``jobmon_up == 0`` catches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from jobmon_core.alerts import Alert
+from jobmon_core.checker import fetch_alerts
+from jobmon_core.errors import JobmonError
+
+from . import queries
+from .database import ReadOnlyDatabase
+
+logger = logging.getLogger("jobmon_web")
+
+WINDOW = timedelta(hours=24)
+"""The window of ``jobmon_job_runs_window``: the runs started in the last 24 hours."""
+
+METRIC_NAMES = (
+    "jobmon_up",
+    "jobmon_scrape_duration_seconds",
+    "jobmon_check_alert_code",
+    "jobmon_job_last_success_timestamp_seconds",
+    "jobmon_job_last_duration_seconds",
+    "jobmon_job_last_status_ok",
+    "jobmon_job_running",
+    "jobmon_job_runs_window",
+    "jobmon_job_last_step_duration_seconds",
+)
+"""Every metric this module writes (the alert rules' test checks they name only these)."""
+
+
+@dataclass
+class Snapshot:
+    """What one scrape read, in one transaction."""
+
+    alerts: list[Alert]
+    ok_text: str
+    summaries: list[queries.JobSummary]
+    running: dict[str, int]
+    window: list[tuple[str, str, int]]
+    steps: list[tuple[int, str, float]]
+    by_job_id: dict[int, str] = field(default_factory=dict)
+
+
+def read_snapshot(conn: psycopg.Connection, schema: str) -> Snapshot:
+    ok = queries.ok_text(conn, schema)
+    summaries = queries.job_summaries(conn, schema, ok)
+    last_runs = {s.last_job_id: s.job_name for s in summaries if s.last_job_id is not None}
+    return Snapshot(
+        alerts=fetch_alerts(conn, schema),
+        ok_text=ok,
+        summaries=summaries,
+        running=queries.open_runs(conn, schema),
+        window=queries.window_counts(conn, schema, WINDOW),
+        steps=queries.last_steps(conn, schema, list(last_runs)),
+        by_job_id=last_runs,
+    )
+
+
+def _seconds(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def families(snapshot: Snapshot | None, took: float) -> Iterator[Metric]:
+    """The metric families of one scrape (``snapshot`` None: the database was not read)."""
+    up = GaugeMetricFamily("jobmon_up", "1 if the jobmon schema could be read, else 0")
+    up.add_metric([], 0 if snapshot is None else 1)
+    yield up
+    duration = GaugeMetricFamily(
+        "jobmon_scrape_duration_seconds", "Time taken to read the metrics from PostgreSQL"
+    )
+    duration.add_metric([], took)
+    yield duration
+    if snapshot is None:
+        return
+    alerts = GaugeMetricFamily(
+        "jobmon_check_alert_code",
+        "check_job_status: one sample per row (1 OK, 2 WARNING, 3 CRITICAL, above: custom); "
+        "the all-OK row has an empty job_name",
+        labels=["job_name", "alert_status"],
+    )
+    for alert in snapshot.alerts:
+        alerts.add_metric([alert.job_name or "", alert.alert_status or ""], alert.alert_code)
+    yield alerts
+    success = GaugeMetricFamily(
+        "jobmon_job_last_success_timestamp_seconds",
+        "End time of the newest OK run of the job (Unix time)",
+        labels=["job_name"],
+    )
+    last = GaugeMetricFamily(
+        "jobmon_job_last_duration_seconds",
+        "Duration of the newest finished run of the job",
+        labels=["job_name"],
+    )
+    last_ok = GaugeMetricFamily(
+        "jobmon_job_last_status_ok",
+        "1 if the newest finished run of the job ended OK, else 0",
+        labels=["job_name"],
+    )
+    for s in snapshot.summaries:
+        if s.last_success is not None:
+            success.add_metric([s.job_name], _seconds(s.last_success))
+        if s.last_end is not None and s.last_start is not None:
+            last.add_metric([s.job_name], (s.last_end - s.last_start).total_seconds())
+            last_ok.add_metric([s.job_name], 1 if s.last_status == snapshot.ok_text else 0)
+    yield from (success, last, last_ok)
+    running = GaugeMetricFamily(
+        "jobmon_job_running",
+        "Runs of the job open now (started, not finished)",
+        labels=["job_name"],
+    )
+    for s in snapshot.summaries:
+        running.add_metric([s.job_name], snapshot.running.get(s.job_name, 0))
+    yield running
+    window = GaugeMetricFamily(
+        "jobmon_job_runs_window",
+        f"Runs of the job started in the last {int(WINDOW.total_seconds() // 3600)} hours, "
+        "by status (RUNNING: not finished)",
+        labels=["job_name", "status"],
+    )
+    for name, status, count in snapshot.window:
+        window.add_metric([name, status], count)
+    yield window
+    steps = GaugeMetricFamily(
+        "jobmon_job_last_step_duration_seconds",
+        "Duration of each step of the newest finished run of the job (first 50 steps)",
+        labels=["job_name", "step"],
+    )
+    seen: set[tuple[str, str]] = set()
+    for job_id, action, seconds in snapshot.steps:
+        labels = (snapshot.by_job_id[job_id], action)
+        if labels not in seen:  # a repeated action keeps its first step: one sample a pair
+            seen.add(labels)
+            steps.add_metric(list(labels), seconds)
+    yield steps
+
+
+class JobmonCollector(Collector):
+    """A prometheus_client collector reading the jobmon schema at each scrape."""
+
+    def __init__(self, database: ReadOnlyDatabase) -> None:
+        self._database = database
+        self.up = False  # whether the last collect read the schema
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        snapshot: Snapshot | None
+        try:
+            snapshot = self._database.read(lambda conn: read_snapshot(conn, self._database.schema))
+        except JobmonError as exc:
+            logger.warning("jobmon metrics: cannot read the jobmon schema: %s", exc)
+            snapshot = None
+        self.up = snapshot is not None
+        yield from families(snapshot, time.perf_counter() - started)
+
+
+def scrape(database: ReadOnlyDatabase) -> tuple[bytes, bool]:
+    """The metrics as Prometheus exposition text (what ``/metrics`` serves), and whether
+    the schema could be read (``jobmon_up``)."""
+    collector = JobmonCollector(database)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry), collector.up
+
+
+def exposition(database: ReadOnlyDatabase) -> bytes:
+    """The exposition text alone, for ``GET /metrics``."""
+    return scrape(database)[0]
