@@ -23,9 +23,9 @@ _schema_numbers = itertools.count(1)
 
 # tests/prefect runs in Prefect's own environment (`make test` runs it there: the airflow and
 # prefect extras conflict), so the Airflow environment leaves it out, and the other way round
-collect_ignore_glob = [] if importlib.util.find_spec("prefect") else ["prefect/*"]
+collect_ignore = [] if importlib.util.find_spec("prefect") else ["prefect"]
 if importlib.util.find_spec("airflow") is None:
-    collect_ignore_glob.append("airflow/*")
+    collect_ignore.append("airflow")
 
 
 @pytest.fixture(scope="session")
