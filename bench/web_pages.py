@@ -34,6 +34,7 @@ from jobmon_web.database import ReadOnlyDatabase
 from jobmon_web.metrics import read_snapshot
 
 TARGET_MS = 100.0
+STEP_METRICS = "metrics, --step-metrics"
 REQUESTS = 15
 
 
@@ -147,10 +148,15 @@ def bench_web(
                 ("run, 3 steps", f"/runs/{middle}", lambda c: _run_sql(c, middle)),
                 ("run, 200 steps", f"/runs/{long_run}", lambda c: _run_sql(c, long_run)),
                 ("metrics", "/metrics", lambda c: read_snapshot(c, schema)),
+                (STEP_METRICS, "/metrics", lambda c: read_snapshot(c, schema, True)),
             ]
             rows = []
-            with TestClient(create_app(database)) as client:
+            with (
+                TestClient(create_app(database)) as plain,
+                TestClient(create_app(database, step_metrics=True)) as with_steps,
+            ):
                 for name, url, raw in views:
+                    client = with_steps if name == STEP_METRICS else plain
                     _server_ms(client, url)  # warm
                     view_ms = statistics.median(_server_ms(client, url) for _ in range(REQUESTS))
                     sql_ms = _median_ms(functools.partial(database.read, raw))

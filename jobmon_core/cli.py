@@ -352,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 WEB_PORT = 8470
 WEB_TOKEN_ENV = "JOBMON_WEB_TOKEN"
+WEB_TOKEN_MIN = 16  # characters, when the page listens beyond loopback
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
@@ -389,6 +390,13 @@ def _add_web_commands(commands: Any, common: argparse.ArgumentParser) -> None:
             default=roles.DEFAULT_MONITOR,
             help=f"the monitor role every read runs as (default {roles.DEFAULT_MONITOR})",
         )
+        command.add_argument(
+            "--step-metrics",
+            action="store_true",
+            help="add jobmon_job_last_step_duration_seconds (labelled by step action, cut to "
+            "60 characters, 20 steps a job): off by default, as actions holding dates or SQL "
+            "make new series at every run",
+        )
 
 
 def _port(text: str) -> int:
@@ -410,8 +418,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def _web_token(args: argparse.Namespace) -> str | None:
-    """The token of ``jobmon web``: from --token-file, else $JOBMON_WEB_TOKEN; required
-    unless it listens on loopback only (anyone who can reach the port could read the log)."""
+    """The token of ``jobmon web``: from --token-file, else $JOBMON_WEB_TOKEN; required, and
+    at least WEB_TOKEN_MIN characters (a short one is guessed), unless it listens on
+    loopback only (anyone who can reach the port could read the log)."""
     if args.token_file is not None:
         try:
             token: str | None = Path(args.token_file).read_text().strip()
@@ -419,14 +428,22 @@ def _web_token(args: argparse.Namespace) -> str | None:
             raise UsageError(f"jobmon web: cannot read --token-file: {exc}") from None
         if not token:
             raise UsageError(f"jobmon web: the token file {args.token_file} is empty")
+    else:
+        token = os.environ.get(WEB_TOKEN_ENV, "").strip() or None
+    if _is_loopback(args.host):
         return token
-    token = os.environ.get(WEB_TOKEN_ENV, "").strip() or None
-    if token is None and not _is_loopback(args.host):
+    if token is None:
         raise UsageError(
             f"jobmon web: listening on {args.host} would show the job log to anyone who can "
             f"reach the port; set ${WEB_TOKEN_ENV} or --token-file FILE (a long random "
             "string) so that only holders of the token can open the page and /metrics, or "
             "listen on 127.0.0.1 behind a proxy that authenticates"
+        )
+    if len(token) < WEB_TOKEN_MIN:
+        raise UsageError(
+            f"jobmon web: listening on {args.host} needs a token of at least {WEB_TOKEN_MIN} "
+            f"characters, this one has {len(token)}; make a long random one, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     return token
 
@@ -459,7 +476,7 @@ def _web_command(args: argparse.Namespace, secrets: list[str]) -> int:
         )
         try:
             if args.command == "metrics":
-                text, up = scrape(database)
+                text, up = scrape(database, args.step_metrics)
                 sys.stdout.write(text.decode())
                 return 0 if up else 1
             database.read(lambda conn: conn.execute("SELECT 1"))  # fail now, clearly
@@ -490,7 +507,7 @@ def _serve(database: Any, args: argparse.Namespace, token: str | None) -> int:
 
     from jobmon_web.app import create_app
 
-    app = create_app(database, token=token)
+    app = create_app(database, token=token, step_metrics=args.step_metrics)
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"pg-jobmon web: http://{where}:{args.port}/ (read-only, as role {database.role}"
@@ -723,6 +740,11 @@ def _sql_access(jm: Jobmon, args: argparse.Namespace) -> int:
         password = getpass.getpass(f"password of role {args.role} (empty: none): ") or None
     else:
         password = None
+        print(
+            f"no password given (--password-env, or a terminal): role {args.role!r} can log "
+            "from SQL only if it is a superuser (dblink's rule for other roles)",
+            file=sys.stderr,
+        )
     jm.allow_sql_logging(args.role, password)
     print(
         f"role {args.role!r} may log from SQL through the loopback server "

@@ -197,7 +197,9 @@ class Jobmon:
         try:
             problem = sql_interface.prepare(conn, self.schema, password=conn.info.password)
         except psycopg.Error as exc:  # the Python side never needs the SQL interface
-            problem = f"the SQL interface could not be prepared: {exc}"
+            # the primary message only: a failed statement may have carried a password
+            reason = exc.diag.message_primary or type(exc).__name__
+            problem = f"the SQL interface could not be prepared: {reason}"
         if problem:
             logger.warning("%s", problem)
         return applied

@@ -28,6 +28,7 @@ from .errors import (
     JobmonPermissionError,
     SchemaError,
 )
+from .forking import forget_in_child
 from .jobmon import Jobmon
 
 STEP_OK, STEP_RETRY, STEP_FAILED, STEP_SKIPPED = "OK", "WARNING", "CRITICAL", "SKIPPED"
@@ -78,6 +79,12 @@ class RunGuard:
         self.log = logger
         self.backoff = backoff
         self._down_until = 0.0
+        self._lock = threading.Lock()
+        forget_in_child(self)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child gets a fresh lock (one a parent's thread held at the fork would
+        stay held); the back-off stays: the outage is the child's too."""
         self._lock = threading.Lock()
 
     @property

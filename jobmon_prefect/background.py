@@ -6,7 +6,9 @@ writes it (a commit each: a few milliseconds). A flow run's end waits for everyt
 before it, at most :data:`DRAIN_TIMEOUT` seconds, so the job closes after its steps and the
 log is complete when the flow returns; process exit waits the same way. Nothing here can
 block a flow: a full queue (the database far slower than the flow) drops the write with one
-warning.
+warning per process. After one wait ran out (an outage, a write stuck on a dead network),
+the next waits are :data:`SHORT_DRAIN` seconds for :data:`SLOW_PERIOD` seconds, without a
+new warning: an outage costs the first flow end the full wait, not every flow end.
 
 The price: a process killed outright (SIGKILL) loses the writes still queued, at most the
 last moments; the runner's crash hook still closes the job, and its open steps, by key.
@@ -18,13 +20,21 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
+
+from jobmon_core.forking import forget_in_child
 
 log = logging.getLogger("jobmon_prefect")
 
 DRAIN_TIMEOUT = 15.0
 """Seconds a flow run's end (and process exit) waits for the writes queued before it: the
 connect timeout (5 s) plus the lock and statement timeouts of a write, with room."""
+SHORT_DRAIN = 1.0
+"""Seconds a flow run's end waits for its writes while an earlier wait ran out."""
+SLOW_PERIOD = 60.0
+"""Seconds after a wait ran out during which waits are :data:`SHORT_DRAIN` (the back-off of
+:class:`~jobmon_core.runs.RunGuard`)."""
 MAX_QUEUED = 10_000
 
 
@@ -37,9 +47,21 @@ class BackgroundWriter:
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue(MAX_QUEUED)
         self._thread: threading.Thread | None = None
         self._warned_full = False
+        self._slow_until = 0.0
+        forget_in_child(self)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child gets a fresh lock, queue and thread (the parent's thread is not
+        in the child, and a lock it held would stay held)."""
+        self._lock = threading.Lock()
+        self._queue = queue.Queue(MAX_QUEUED)
+        self._thread = None
+        self._pid = -1
+        self._slow_until = 0.0
 
     def submit(self, work: Callable[[], None]) -> bool:
-        """Queue ``work``; False (and one warning) if the queue is full."""
+        """Queue ``work``; False if the queue is full (one warning per process: a queue
+        hovering at full would otherwise warn on every other write)."""
         self._ensure_thread()
         try:
             self._queue.put_nowait(work)
@@ -52,24 +74,31 @@ class BackgroundWriter:
                     MAX_QUEUED,
                 )
             return False
-        self._warned_full = False
         return True
 
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> bool:
-        """Wait until everything queued so far is written; False after ``timeout``."""
+        """Wait until everything queued so far is written; False after ``timeout`` (after
+        :data:`SHORT_DRAIN` while an earlier wait ran out less than :data:`SLOW_PERIOD`
+        seconds ago: one warning, not one per flow run)."""
         if self._thread is None or self._pid != os.getpid():
             return True
+        slow = time.monotonic() < self._slow_until
         done = threading.Event()
         if not self.submit(done.set):
             return False
-        if not done.wait(timeout):
+        if done.wait(min(timeout, SHORT_DRAIN) if slow else timeout):
+            return True
+        self._slow_until = time.monotonic() + SLOW_PERIOD
+        if not slow:
             log.warning(
                 "pg-jobmon: the jobmon writes of this flow run did not finish within %.0f s; "
-                "going on without them",
+                "going on without them (later flow runs wait at most %.0f s for theirs, "
+                "for %.0f s)",
                 timeout,
+                SHORT_DRAIN,
+                SLOW_PERIOD,
             )
-            return False
-        return True
+        return False
 
     def _ensure_thread(self) -> None:
         if self._pid == os.getpid() and self._thread is not None:

@@ -15,9 +15,12 @@ jobmon_prefect.blocks`` shows it in the UI before the first save.
 
 from __future__ import annotations
 
+import os
 from typing import Any, cast
 
+import psycopg
 from prefect.blocks.core import Block
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr
 
 from jobmon_core import Jobmon
@@ -27,6 +30,33 @@ DEFAULT_CONNECT_TIMEOUT = 5
 """Seconds a hook waits for the jobmon database before it gives up with a warning."""
 
 APPLICATION_NAME = "prefect-jobmon"
+
+NETWORK_TIMEOUTS = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "20000",
+}
+"""libpq settings added to a Prefect process's connection string where it is silent: a write
+stuck on a dead network fails after about 20 s (unacknowledged data: ``tcp_user_timeout``
+in ms; an idle wait for an answer: the keepalives, 10 + 3 x 5 s), instead of the system's
+~15 minutes, so a flow process never hangs at exit waiting for its writer."""
+
+
+def with_network_timeouts(dsn: str | None) -> str:
+    """``dsn`` (None: ``JOBMON_DSN``, else libpq's variables) with :data:`NETWORK_TIMEOUTS`
+    where it does not set them. A string libpq cannot parse is returned as it is, for
+    :class:`~jobmon_core.Jobmon` to refuse with its own error (which never echoes it)."""
+    if dsn is None:
+        dsn = os.environ.get("JOBMON_DSN", "")
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return dsn
+    for name, value in NETWORK_TIMEOUTS.items():
+        params.setdefault(name, value)
+    return make_conninfo("", **params)
 
 
 class JobmonPostgres(Block):
@@ -49,7 +79,7 @@ class JobmonPostgres(Block):
     def jobmon(self) -> Jobmon:
         """A new :class:`~jobmon_core.Jobmon` on this database; the caller closes it."""
         return Jobmon(
-            self.dsn.get_secret_value(),
+            with_network_timeouts(self.dsn.get_secret_value()),
             schema=self.schema_name,
             application_name=APPLICATION_NAME,
             connect_timeout=self.connect_timeout,

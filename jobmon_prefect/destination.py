@@ -24,11 +24,12 @@ import threading
 from dataclasses import dataclass, field
 
 from jobmon_core import InvalidArgumentError, Jobmon
+from jobmon_core.forking import forget_in_child
 from jobmon_core.jobmon import DEFAULT_SCHEMA
 from jobmon_core.runs import RunGuard
 
-from .background import writer
-from .blocks import APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, load_block
+from .background import DRAIN_TIMEOUT, writer
+from .blocks import APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, load_block, with_network_timeouts
 
 log = logging.getLogger("jobmon_prefect")
 
@@ -53,6 +54,19 @@ class Destination:
 
 _destinations: dict[tuple[str, ...], Destination] = {}
 _lock = threading.Lock()
+
+
+class _ForkReset:
+    """Gives a forked child a fresh lock (one held by a parent's thread at the fork would
+    stay held); the destinations stay, their sessions check the pid themselves."""
+
+    def after_fork_in_child(self) -> None:
+        global _lock
+        _lock = threading.Lock()
+
+
+_fork_reset = _ForkReset()
+forget_in_child(_fork_reset)
 
 
 def _key(block: str | None) -> tuple[str, ...]:
@@ -101,19 +115,32 @@ def _open(key: tuple[str, ...], found: Destination) -> Jobmon | None:
 
 
 @atexit.register
-def close_all() -> None:
-    """Write what the hooks queued (bounded), then close every logging session of this
-    process (at exit, or in tests between servers)."""
-    writer.drain()
+def close_all(timeout: float = DRAIN_TIMEOUT) -> None:
+    """Write what the hooks queued (at most ``timeout`` seconds), then close every logging
+    session of this process (at exit, or in tests between servers).
+
+    When the writes did not finish, the writer thread may be stuck inside one, holding its
+    session's lock (a network that died mid-write): closing would wait for that lock. The
+    running statements are cancelled instead and the sessions left to the process's exit."""
+    drained = writer.drain(timeout)
     with _lock:
         found = list(_destinations.values())
         _destinations.clear()
+    if not drained and any(each.jobmon is not None for each in found):
+        log.warning(
+            "pg-jobmon: the jobmon writer is still busy; cancelling its statement and "
+            "leaving its sessions to the process's exit instead of waiting to close them"
+        )
     for each in found:
-        if each.jobmon is not None:
-            try:
+        if each.jobmon is None:
+            continue
+        try:
+            if drained:
                 each.jobmon.close()
-            except Exception as exc:
-                log.debug("pg-jobmon: could not close a logging session: %s", exc)
+            else:
+                each.jobmon.cancel()
+        except Exception as exc:
+            log.debug("pg-jobmon: could not close a logging session: %s", exc)
 
 
 def open_jobmon(block: str | None = None) -> Jobmon:
@@ -134,7 +161,7 @@ def _new_jobmon(key: tuple[str, ...]) -> Jobmon:
             ) from exc
         return block.jobmon()
     return Jobmon(
-        key[1] or None,
+        with_network_timeouts(key[1] or None),
         schema=key[2],
         application_name=APPLICATION_NAME,
         connect_timeout=DEFAULT_CONNECT_TIMEOUT,

@@ -15,7 +15,10 @@ Why the event stream, not an OpenTelemetry span processor loaded through Prefect
 entry point: it costs the flows nothing (the hooks cost each task a few milliseconds, and a
 span processor runs inline in the same engine thread), it needs no experimental plugin API
 and no ``opentelemetry-sdk``, and it sees what the runner and the server decide after a
-flow's process is gone (Crashed, Cancelled). What it cannot do: follow an ephemeral server
+flow's process is gone (a run set Crashed or Cancelled through the API). What it cannot
+see: a task that never ran (skipped because its upstream failed: it never reaches Running),
+and a flow run killed with no runner or server to notice (a plain script killed with
+SIGKILL stays Running on the server, so its job stays open). Nor can it follow an ephemeral server
 (it dies with its process; run ``prefect server start``), and Prefect hands events no
 exception of a retried try. Task events are batched by the client and may arrive after
 their flow run's end: a flow run's end is therefore applied :data:`FLOW_END_GRACE` seconds
@@ -56,7 +59,7 @@ class Follower:
     def __init__(
         self, block: str | None = None, *, tag: str | None = None, grace: float = FLOW_END_GRACE
     ) -> None:
-        self.run_log = RunLogger(block, exclusive=False, background=False)
+        self.run_log = RunLogger(block, exclusive=False, background=False, tasks_create_job=True)
         self.tag = tag
         self.grace = grace
         self._seen: OrderedDict[Any, None] = OrderedDict()
@@ -111,6 +114,7 @@ class Follower:
             name=_name(event),
             flow_run_id=flow_run_id,
             run_count=task_run.get("run_count", 1),
+            dynamic_key=task_run.get("dynamic_key"),
         )
         if kind in ("RUNNING", "COMPLETED", "FAILED", "CRASHED"):
             self.run_log.task_state(None, run, state, flow_name=flow.name)
@@ -182,6 +186,7 @@ async def follow(
     while stop is None or not stop.is_set():
         try:
             async with get_events_subscriber(filter=event_filter) as subscriber:
+                log.info("pg-jobmon: following the Prefect events of %s", _api_url())
                 if ready is not None:
                     ready.set()
                 consuming = asyncio.ensure_future(consume(subscriber))
@@ -214,9 +219,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block", help="a saved JobmonPostgres block (default: JOBMON_DSN)")
     parser.add_argument("--tag", help="only runs with this tag (a deployment's tags)")
     args = parser.parse_args(argv)
+    if not _api_url():
+        parser.error(
+            "PREFECT_API_URL is not set: the follower would start a temporary Prefect server "
+            "of its own that no flow uses. Set it to your server's API "
+            "(e.g. PREFECT_API_URL=http://prefect:4200/api)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)  # a service: say what it follows (Prefect's config has set up
+    # the handlers already, which makes basicConfig a no-op, and leaves the level at WARNING)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it quietly
         asyncio.run(follow(args.block, tag=args.tag))
+
+
+def _api_url() -> str | None:
+    """The Prefect API this process reaches (environment, profile or .env), if any."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
 
 
 if __name__ == "__main__":

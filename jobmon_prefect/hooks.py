@@ -89,8 +89,11 @@ def jobmon_flow_hooks(block: str | None = None, *, job_name: str | None = None) 
 
 
 def jobmon_task_hooks(block: str | None = None, *, job_name: str | None = None) -> TaskHooks:
-    """The three task hooks, to spread into ``@task(...)``. ``job_name`` names the job a
-    task creates when its flow has no jobmon hooks (default: the flow's name)."""
+    """The three task hooks, to spread into ``@task(...)``. They log each try as a step
+    of its flow run's job, which only the flow hooks (or the follower) create: a task of a
+    flow without them logs nothing (one warning per process). ``job_name``: the name the
+    flow's job was given with ``jobmon_flow_hooks(job_name=...)``, for a task run in another
+    process than its flow run (default: the flow's name)."""
     hook = _task_hook(RunLogger(block, job_name=job_name))
     return {"on_running": [hook], "on_completion": [hook], "on_failure": [hook]}
 

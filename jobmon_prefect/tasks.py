@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from jobmon_core import InvalidArgumentError, JobmonError
@@ -42,7 +43,7 @@ class JobmonCheckFailed(JobmonError):
     """The check found an alert at or above ``fail_level``, or the awaited run failed."""
 
 
-@task(name="jobmon-check", retries=0)
+@task(name="jobmon-check", retries=0, cache_policy=NO_CACHE)  # a fresh look each time
 def jobmon_check(
     history: timedelta | str | float | None = None,
     fail_level: int = 3,
@@ -51,9 +52,10 @@ def jobmon_check(
     """Run ``check_job_status`` and return the alerts (dicts: ``alert_code``,
     ``alert_status``, ``job_name``, ``alert_text``); raise :class:`JobmonCheckFailed`,
     failing the task and so the flow, when an alert reaches ``fail_level`` (default 3,
-    CRITICAL; custom codes above 3 count). Warnings alone are logged and pass unless
-    ``fail_level=2``. Levels are shared with ``jobmon check --notify`` (the schema's
-    ``job_alert_state``), so a notifier plugin hears each flip once."""
+    CRITICAL; custom codes above 3 count). Every problem found is logged as a warning of
+    the task run; those below ``fail_level`` (warnings, by default) pass. Levels are
+    shared with ``jobmon check --notify`` (the schema's ``job_alert_state``), so a notifier
+    plugin hears each flip once."""
     level = check_fail_level(fail_level)
     window = as_history(history)
     logger = get_run_logger()
@@ -61,6 +63,9 @@ def jobmon_check(
         alerts = jobmon.check_job_status(window, shared_state=True)
     logger.info("jobmon check:\n%s", alerts_table(alerts))
     bad = failing(alerts, level)
+    problems = [a for a in alerts if not a.is_ok]
+    if problems:  # a warning of the task run, also when they do not fail it
+        logger.warning("jobmon check: %s", problems_text(problems))
     if bad:
         raise JobmonCheckFailed(
             f"jobmon check found {len(bad)} problem(s) at level >= {level}: " + problems_text(bad)
@@ -68,7 +73,7 @@ def jobmon_check(
     return [a.to_dict() for a in alerts]
 
 
-@task(name="jobmon-wait-for-run", retries=0)
+@task(name="jobmon-wait-for-run", retries=0, cache_policy=NO_CACHE)
 def jobmon_wait_for_run(
     job_name: str,
     since: datetime | str | None = None,

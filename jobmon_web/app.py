@@ -41,6 +41,9 @@ from .database import ReadOnlyDatabase
 from .metrics import exposition
 
 TOKEN_COOKIE = "jobmon_token"
+HEALTH_PAGE = 100
+"""The health view shows this many check_job_status rows at a time (the big word and the
+count of problems are still those of every row)."""
 STATUS_CHOICES = ("OK", "WARNING", "CRITICAL", queries.RUNNING)
 
 _templates = Environment(
@@ -97,6 +100,14 @@ def _count(text: str | None, what: str, default: int | None, high: int) -> int |
     return int(text)
 
 
+def _offset(text: str | None) -> int:
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise InvalidArgumentError(f"offset must be a whole number from 0, not {text!r}")
+    return int(text)
+
+
 def _query(items: list[tuple[str, str]]) -> str:
     return "?" + urlencode(items) if items else ""
 
@@ -125,10 +136,14 @@ def create_app(
     token: str | None = None,
     dependencies: Sequence[Depends] = (),
     title: str = "pg-jobmon",
+    step_metrics: bool = False,
+    health_page: int = HEALTH_PAGE,
 ) -> FastAPI:
     """The app over ``database``. ``token``: every request must carry it (``Authorization:
     Bearer``, or once as ``?token=``, which sets a cookie). ``dependencies``: FastAPI
-    dependencies run before every view (the Airflow plugin's access check). The app owns
+    dependencies run before every view (the Airflow plugin's access check).
+    ``step_metrics``: /metrics adds the per-step durations (labels from step actions, so
+    opt-in). ``health_page``: check_job_status rows per page of ``/``. The app owns
     nothing but the views: ``database`` is closed when the app shuts down."""
 
     @asynccontextmanager
@@ -162,11 +177,26 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     def health(request: Request) -> Response:
         try:
+            offset = _offset(request.query_params.get("offset"))
             alerts = database.read(lambda conn: fetch_alerts(conn, database.schema))
         except JobmonError as exc:
             return _error(request, exc)
-        code, level = present.health_level(alerts)
-        return _page(request, "health.html", alerts=alerts, code=code, level=level, view="health")
+        code, level = present.health_level(alerts)  # of every row, not just the page's
+        shown = alerts[offset : offset + health_page]
+        return _page(
+            request,
+            "health.html",
+            alerts=alerts,
+            shown=shown,
+            first=offset + 1,
+            newer=_query([("offset", str(max(offset - health_page, 0)))]) if offset else None,
+            older=_query([("offset", str(offset + health_page))])
+            if offset + health_page < len(alerts)
+            else None,
+            code=code,
+            level=level,
+            view="health",
+        )
 
     @app.get("/jobs", response_class=HTMLResponse)
     def jobs(request: Request) -> Response:
@@ -247,7 +277,7 @@ def create_app(
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(exposition(database), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(database, step_metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

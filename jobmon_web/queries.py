@@ -86,7 +86,8 @@ def runs(conn: psycopg.Connection, schema: str, f: RunFilter) -> list[JobRecord]
     Ordered by start time (ties by job_id), not by job_id alone: the name, window and
     open-run filters then walk the ``(job_name, start_time)``, ``start_time`` and open-run
     indexes in order and stop at the page's end, whatever order the ids were taken in. The
-    cursor is the last run shown (``before``): the next page starts after its start time."""
+    cursor is the last run shown (``before``): the next page starts after its start time,
+    or, when that run has been purged since, at the ids below it (ids grow with time)."""
     where: list[sql.Composable] = []
     params: dict[str, object] = {"limit": f.limit}
     if f.name:
@@ -104,19 +105,25 @@ def runs(conn: psycopg.Connection, schema: str, f: RunFilter) -> list[JobRecord]
         where.append(sql.SQL("start_time < %(until)s"))
         params["until"] = f.until
     if f.before is not None:
-        where.append(
-            sql.SQL(
-                "(start_time, job_id) < (SELECT c.start_time, c.job_id FROM {} c"
-                " WHERE c.job_id = %(before)s)"
-            ).format(_t(schema, "job_log"))
-        )
         params["before"] = f.before
+        cursor_start = _start_time(conn, schema, f.before)
+        if cursor_start is None:  # the cursor's run was purged: older ids are older runs
+            where.append(sql.SQL("job_id < %(before)s"))
+        else:
+            where.append(sql.SQL("(start_time, job_id) < (%(cursor_start)s, %(before)s)"))
+            params["cursor_start"] = cursor_start
     condition = sql.SQL(" AND ").join(where) if where else sql.SQL("true")
     query = sql.SQL(
         "SELECT * FROM {} WHERE {} ORDER BY start_time DESC, job_id DESC LIMIT %(limit)s"
     ).format(_t(schema, "job_log"), condition)
     with conn.cursor(row_factory=class_row(JobRecord)) as cur:
         return cur.execute(query, params).fetchall()
+
+
+def _start_time(conn: psycopg.Connection, schema: str, job_id: int) -> datetime | None:
+    query = sql.SQL("SELECT start_time FROM {} WHERE job_id = %s").format(_t(schema, "job_log"))
+    row = conn.execute(query, [job_id]).fetchone()
+    return None if row is None else row[0]
 
 
 def spark_runs(

@@ -256,10 +256,14 @@ def trigger_names(conn: psycopg.Connection, schema: str) -> set[tuple[str, str]]
     }
 
 
-def test_adopted_sql_functions_keep_logging(history, admin, dsn):
+def test_adopted_sql_functions_keep_logging(history, admin, dsn, caplog):
     """PL/pgSQL callers of 1.4's functions go on unchanged after adoption (the SQL interface
-    of migration 0009): add_job, add_step, update_step, close_job, fail_job, show_*."""
-    Jobmon(dsn, schema=history).install()
+    of migration 0009): add_job, add_step, update_step, close_job, fail_job, show_*. The
+    takeover says what the other roles that log from SQL need (their own user mapping)."""
+    with caplog.at_level("WARNING"):
+        Jobmon(dsn, schema=history).install()
+    assert "jobmon sql-access ROLE" in caplog.text
+    assert "dblink_mapping_jobmon" in caplog.text
     on_path(admin, history)
     job = call(admin, "SELECT add_job('sql caller')")
     assert job > HAND_JOB_ID

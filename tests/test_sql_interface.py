@@ -621,3 +621,82 @@ def test_the_plpgsql_example_keeps_its_steps_when_it_fails(caller, dsn: str, jm:
         ("check the totals", "CRITICAL"),
     ]
     assert _value(caller, "SELECT count(*) FROM demo_orders") == 250  # the second run rolled back
+
+
+def test_a_security_definer_callers_connection_is_never_left_for_the_session_user(
+    dsn: str, jm: Jobmon, admin, rows
+):
+    """A function owned by the superuser logs as the superuser; the session user (a writer
+    login) must not find a connection logged in as the superuser afterwards: dblink takes
+    any open connection's name, so such a connection would run anything as its owner."""
+    jm.create_roles()
+    login, password = f"etl_{secrets.token_hex(4)}", secrets.token_hex(12)
+    admin.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE jobmon_writer").format(
+            sql.Identifier(login), sql.Literal(password)
+        )
+    )
+    rows.execute(
+        "CREATE FUNCTION definer_job() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER"
+        " AS $$ BEGIN RETURN add_job('definer job'); END $$"
+    )
+    try:
+        jm.allow_sql_logging(login, password)
+        with psycopg.connect(make_conninfo(dsn, user=login, password=password)) as etl:
+            etl.autocommit = True
+            _use_schema(etl, jm.schema)
+            etl.execute("SELECT add_job('own job')")  # the session user's kept connection
+            etl.execute("SELECT definer_job()")
+            etl.execute("SELECT definer_job()")
+            open_now = _value(etl, "SELECT public.dblink_get_connections()")
+            assert isinstance(open_now, list)
+            assert len(open_now) == 1, open_now  # only the session user's own
+            who = _value(
+                etl,
+                "SELECT r FROM public.dblink(%s, 'SELECT current_user') AS t(r text)",
+                [open_now[0]],
+            )
+            assert who == login
+        owners = [(j["job_name"], j["owner"]) for j in rows("job_log")]
+        superuser = admin.execute("SELECT current_user").fetchone()[0]
+        assert owners == [
+            ("OWN JOB", login),
+            ("DEFINER JOB", superuser),
+            ("DEFINER JOB", superuser),
+        ]
+    finally:
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+
+
+def test_sql_job_cut_by_a_statement_timeout_ends_its_job(caller, rows: Rows):
+    caller.execute("SET statement_timeout = '300ms'")
+    with pytest.raises(pg_errors.QueryCanceled):
+        caller.execute("SELECT sql_job('slow sql job', 'SELECT pg_sleep(5)')")
+    caller.execute("RESET statement_timeout")
+    (job,) = rows("job_log")
+    assert job["status"] == "CRITICAL"
+    (step,) = rows("job_detail")
+    assert step["status"] == "CRITICAL"
+    assert "statement timeout" in step["message"]
+    # the lock was released: the next run is not "concurrent"
+    answer = _value(caller, "SELECT sql_job('slow sql job', 'SELECT 1')")
+    assert str(answer).startswith("Job logged with job id: ")
+
+
+def test_a_read_only_add_job_is_not_sent_twice_when_its_connection_broke(caller, admin, rows):
+    """In a read-only transaction the id is taken remotely, so a resend after a broken
+    connection could write the job twice: the call raises instead, and the next one works."""
+    caller.execute("SELECT add_job('warm up')")
+    (pid,) = _loopback_pids(admin)
+    admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    time.sleep(0.2)
+    caller.execute("BEGIN READ ONLY")
+    with pytest.raises(psycopg.OperationalError):
+        caller.execute("SELECT add_job('read only after a break')")
+    caller.execute("ROLLBACK")
+    caller.execute("BEGIN READ ONLY")
+    caller.execute("SELECT add_job('read only after a break')")
+    caller.execute("COMMIT")
+    names = [j["job_name"] for j in rows("job_log")]
+    assert names == ["WARM UP", "READ ONLY AFTER A BREAK"]

@@ -22,6 +22,7 @@ tables, or functions under names the extension's functions had (0009: add_job, s
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ import psycopg
 from psycopg import sql
 
 from ..errors import SchemaError
+
+logger = logging.getLogger(__name__)
 
 EXTENSION = "pg_jobmon"
 SUPPORTED_VERSION = re.compile(r"1\.4\.\d+|1\.5\.0")
@@ -195,6 +198,15 @@ def finish(conn: psycopg.Connection, adoption: Adoption) -> None:
                 "schema: its tables and rows were kept, its functions replaced"
             ),
         )
+    )
+    logger.warning(
+        "took over pg_jobmon %s in schema %s: every row kept, its functions replaced by "
+        "pg-jobmon's under the same signatures. Its SQL callers logged through the one login "
+        "in dblink_mapping_jobmon; pg-jobmon's log in as each caller's own role: give every "
+        "role that logs from SQL its mapping (`jobmon sql-access ROLE`), then empty "
+        "dblink_mapping_jobmon, which still holds a plain-text password",
+        adoption.version,
+        adoption.schema,
     )
 
 

@@ -4,19 +4,23 @@ has the hooks once."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from prefect import flow, task
 
 from jobmon_core import Jobmon
-from jobmon_prefect.follower import follow
+from jobmon_prefect.follower import FLOW_END_GRACE, follow
 from jobmon_prefect.runlog import RETRIED, UNFINISHED
 
 from .test_hooks import TRIES, simple_etl, steps, the_job
-from .test_runner import wait_for
+from .test_runner import ROOT, wait_for
 
 GRACE = 1.0
 
@@ -91,16 +95,91 @@ def test_a_failed_unmodified_flow_fails_its_job(follower):
     assert not any(message == UNFINISHED.format(state="Failed") for _, _, message in got)
 
 
-def test_a_flow_with_hooks_is_logged_once(follower):
+@pytest.fixture
+def follower_process(logged: Jobmon, dsn: str, prefect_api: str, tmp_path) -> Iterator[Jobmon]:
+    """``python -m jobmon_prefect.follower`` in a process of its own, as deployed: the hooks
+    in this process and the follower there write the same runs."""
+    log_path = tmp_path / "follower.log"
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "JOBMON_DSN": dsn}
+    env["JOBMON_SCHEMA"] = logged.schema
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobmon_prefect.follower"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(
+                "the follower process to subscribe",
+                lambda: "following the Prefect events" in log_path.read_text(),
+                timeout=60,
+            )
+            yield logged
+        finally:
+            process.terminate()
+            process.wait(15)
+
+
+def test_a_flow_with_hooks_is_logged_once(follower_process):
+    jm = follower_process
     state = simple_etl(return_state=True)
-    job = ended(follower, state)
+    job = ended(jm, state)
     assert job.status == "OK"
-    time.sleep(GRACE + 0.5)  # the follower's own end of the run comes after its grace
-    assert steps(follower, job.job_id) == [("extract [try 1]", "OK", None)] * 2
+    time.sleep(FLOW_END_GRACE + 1)  # the follower's own end of the run comes after its grace
+    assert steps(jm, job.job_id) == [("extract [try 1]", "OK", None)] * 2
     key = f"prefect:{state.state_details.flow_run_id}"
-    assert [j.job_id for j in follower.show_job_like("SIMPLE-ETL", 100) if j.run_key == key] == [
+    assert [j.job_id for j in jm.show_job_like("SIMPLE-ETL", 100) if j.run_key == key] == [
         job.job_id
     ]
+
+
+@flow(name="never_run_here")
+def never_run_here() -> None:
+    """Only its runs are needed: the API creates them and sets their states."""
+
+
+def test_the_follower_fails_the_jobs_of_runs_cancelled_or_crashed_through_the_api(follower):
+    """Runs whose end the server decides (a cancellation through the API, a crash reported
+    by a runner): the follower logs them with no process of the flow's."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Crashed, Running
+
+    ends = {"cancelled": Cancelled(message="cancelled by a test"), "crashed": Crashed()}
+    run_ids = {}
+    with get_client(sync_client=True) as client:
+        for name, end in ends.items():
+            flow_run = client.create_flow_run(never_run_here, name=name)
+            client.set_flow_run_state(flow_run.id, Running(), force=True)
+            client.set_flow_run_state(flow_run.id, end, force=True)
+            run_ids[name] = flow_run.id
+    for name, flow_run_id in run_ids.items():
+        job = wait_for(f"the {name} run's job to end", partial(_ended_job, follower, flow_run_id))
+        assert (job.job_name, job.status) == ("NEVER_RUN_HERE", "CRITICAL")
+        (end,) = steps(follower, job.job_id)
+        assert end[:2] == (f"flow run {name}", "CRITICAL")
+
+
+def _ended_job(jm: Jobmon, flow_run_id: object) -> object:
+    for job in jm.show_job_like("NEVER_RUN_HERE", 10):
+        if job.run_key == f"prefect:{flow_run_id}" and job.end_time is not None:
+            return job
+    return None
+
+
+def test_the_follower_refuses_to_start_without_a_prefect_api():
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = subprocess.run(
+        [sys.executable, "-m", "jobmon_prefect.follower"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "PREFECT_API_URL is not set" in out.stderr
 
 
 @pytest.fixture

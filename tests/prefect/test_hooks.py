@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import State, flow, task
 from prefect.cache_policies import INPUTS
 
 from jobmon_core import Jobmon
-from jobmon_prefect import jobmon_flow_hooks, jobmon_task_hooks, with_jobmon_hooks
-from jobmon_prefect.runlog import CACHE_HIT, RETRIED, UNFINISHED
+from jobmon_prefect import jobmon_flow_hooks, jobmon_task_hooks, runlog, with_jobmon_hooks
+from jobmon_prefect.background import writer
+from jobmon_prefect.destination import destination
+from jobmon_prefect.runlog import ABANDONED, CACHE_HIT, RETRIED, UNFINISHED, RunLogger
 
 TRIES: dict[str, int] = {}
 
@@ -29,14 +32,8 @@ def the_job(jm: Jobmon, state: State[Any]) -> Any:
 
 
 def steps(jm: Jobmon, job_id: int) -> list[tuple[str, str | None, str | None]]:
-    """(action without the task run's random suffix, status, message), in order."""
-    return [(_plain(s.action), s.status, s.message) for s in jm.show_detail(job_id)]
-
-
-def _plain(action: str) -> str:
-    name, _, rest = action.partition(" ")
-    base = name.rsplit("-", 1)[0] if "-" in name else name
-    return f"{base} {rest}".strip()
+    """(action, status, message) of each step, in order."""
+    return [(s.action, s.status, s.message) for s in jm.show_detail(job_id)]
 
 
 @task(**jobmon_task_hooks())
@@ -199,7 +196,7 @@ def test_a_task_timeout_is_a_critical_step(logged):
     job = the_job(logged, state)
     assert job.status == "CRITICAL"
     (timed_out, end) = logged.show_detail(job.job_id)
-    assert (_plain(timed_out.action), timed_out.status) == ("slow [try 1]", "CRITICAL")
+    assert (timed_out.action, timed_out.status) == ("slow [try 1]", "CRITICAL")
     assert "timeout" in (timed_out.message or "").lower()
     assert end.action == "flow run failed"
 
@@ -273,28 +270,166 @@ def test_an_unreachable_jobmon_costs_one_warning_and_the_flow_succeeds(logged, m
 
 
 def test_unfinished_tries_are_closed_when_the_flow_run_crashes(logged):
-    """A try whose end no hook reports (its process was killed) is closed with the job."""
-    from jobmon_prefect.runlog import RunLogger
+    """A try whose end no hook reports (its process was killed) is closed with the job: a
+    real flow run, crashed as the runner reports it (its ``on_crashed`` hook, run by the
+    runner after the flow's process died, is handed a Crashed state)."""
+    from prefect.states import Crashed
 
-    job_id = logged.add_job("crashing", run_key="prefect:00000000-0000-0000-0000-00000000c0de")
-    logged.add_step(job_id, "load-abc [try 1]", step_key="x#1")
-
-    class Crashed:
-        type = "CRASHED"
-        name = "Crashed"
-        message = "Process exited with status code: -9"
-        data = None
-
-    class Run:
-        id = "00000000-0000-0000-0000-00000000c0de"
-        name = "crashing-run"
-
-    RunLogger().flow_state(None, Run(), Crashed())
+    flow_run, task_run = real_runs()
+    job_id = RunLogger().job_id(destination(), str(flow_run.id), "crashing")
+    logged.add_step(job_id, "load [try 1]", step_key=f"{task_run.id}#1")
+    crashed = Crashed(message="Process exited with status code: -9")
+    RunLogger().flow_state(crashing, flow_run, crashed)
     assert [j.status for j in logged.show_job("crashing")] == ["CRITICAL"]
     assert steps(logged, job_id) == [
         ("load [try 1]", "CRITICAL", UNFINISHED.format(state="Crashed")),
         ("flow run crashed", "CRITICAL", "Process exited with status code: -9"),
     ]
+
+
+@task
+def context_probe() -> Any:
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    assert context is not None
+    return context.task_run
+
+
+@flow(name="crashing")
+def crashing() -> Any:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    assert context is not None
+    assert context.flow_run is not None
+    return context.flow_run, context_probe()
+
+
+def real_runs() -> tuple[Any, Any]:
+    """A real flow run and one of its task runs, as Prefect hands them to hooks (the flow
+    has no jobmon hooks: the test writes what it needs)."""
+    runs: tuple[Any, Any] = cast(Any, crashing)()  # Prefect's overloads lose the type
+    return runs
+
+
+GATE, STARTED = threading.Event(), threading.Event()
+
+
+@task(**jobmon_task_hooks())
+def released() -> None:
+    STARTED.set()
+    GATE.wait(10)
+
+
+@flow(**jobmon_flow_hooks())
+def forgets_a_future() -> None:
+    released.submit()  # never waited for
+    STARTED.wait(10)
+    time.sleep(0.2)  # the try's start is queued before the flow's end
+
+
+def test_a_completed_flow_run_closes_the_tries_nobody_waited_for(logged):
+    """The flow's Completed hook closes a try still open; Prefect waits for the try only
+    after that hook, and the try's own end, reported later, is the last word."""
+    GATE.clear()
+    STARTED.clear()
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def release_once_abandoned() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not seen:
+            for job in logged.show_job("forgets-a-future", 1):
+                seen.extend(s for s in steps(logged, job.job_id) if s[2] == ABANDONED)
+            time.sleep(0.1)
+        GATE.set()
+
+    watcher = threading.Thread(target=release_once_abandoned)
+    watcher.start()
+    try:
+        state = forgets_a_future(return_state=True)
+    finally:
+        GATE.set()
+        watcher.join()
+    assert state.is_completed()
+    assert seen == [("released [try 1]", "WARNING", ABANDONED)]
+    writer.drain()  # the try's own end came after the flow's end had been written
+    job = the_job(logged, state)
+    assert job.status == "OK"
+    assert steps(logged, job.job_id) == [("released [try 1]", "OK", None)]
+
+
+@flow
+def without_flow_hooks() -> int:
+    return extract(1) + extract(2)
+
+
+def test_task_hooks_never_start_a_job_and_warn_once(logged, monkeypatch, caplog):
+    monkeypatch.setattr(runlog, "_warned_no_job", threading.Event())
+    caplog.set_level(logging.WARNING, logger="jobmon_prefect")
+    first = without_flow_hooks(return_state=True)
+    second = without_flow_hooks(return_state=True)
+    assert first.is_completed()
+    assert second.is_completed()
+    writer.drain()
+    assert logged.show_job_like(".", 10) == []  # no job that nothing would ever end
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jobmon_prefect"]
+    assert len(warnings) == 1, warnings
+    assert "jobmon_flow_hooks" in warnings[0]
+    assert "follower" in warnings[0]
+
+
+@task(**jobmon_task_hooks())
+def outage_starts() -> None:
+    """The database becomes unreachable as far as this process knows: the back-off starts."""
+    writer.drain()  # what came before is written
+    destination().guard.back_off("a test", "cannot reach the jobmon database", "simulated")
+
+
+@flow(**jobmon_flow_hooks())
+def interrupted() -> None:
+    extract(1)
+    outage_starts()
+    extract(2)
+
+
+def test_a_flow_run_end_is_written_during_the_back_off(logged):
+    """After an outage, every write is skipped for the back-off, but a flow run's end still
+    makes its one attempt: the job does not stay open for ever."""
+    state = interrupted(return_state=True)
+    assert state.is_completed()
+    job = the_job(logged, state)
+    assert (job.status, job.end_time is not None) == ("OK", True)
+    assert steps(logged, job.job_id) == [  # the writes in between were skipped
+        ("extract [try 1]", "OK", None),
+        ("outage_starts [try 1]", "WARNING", ABANDONED),
+    ]
+    assert destination().guard.in_backoff
+
+
+def test_a_second_observer_never_rewrites_a_finished_try(logged):
+    """The follower (exclusive=False) next to the hooks of the same process: a try the
+    hooks started and someone finished is left as it is, even though the hooks remember
+    its step id."""
+    from prefect.states import Completed, Running
+
+    flow_run, task_run = real_runs()
+    hooks = RunLogger(background=False)
+    first_try = flow_run.model_copy(update={"run_count": 0})  # as its on_running hook sees it
+    hooks.flow_state(crashing, first_try, Running())
+    hooks.task_state(context_probe, task_run, Running())
+    job = the_job_of(logged, flow_run.id)
+    (step,) = logged.show_detail(job.job_id)
+    logged.update_step(step.step_id, "CRITICAL", "ended by the first observer")
+    RunLogger(exclusive=False, background=False).task_state(context_probe, task_run, Completed())
+    assert steps(logged, job.job_id) == [
+        ("context_probe [try 1]", "CRITICAL", "ended by the first observer")
+    ]
+
+
+def the_job_of(jm: Jobmon, flow_run_id: object) -> Any:
+    (job,) = [j for j in jm.show_job_like(".", 100) if j.run_key == f"prefect:{flow_run_id}"]
+    return job
 
 
 @task(**jobmon_task_hooks())

@@ -119,7 +119,7 @@ def test_a_killed_run_is_closed_by_the_runners_crash_hook(served_jm, runner):
     job = finished_job(served_jm, flow_run_id)
     assert job.status == "CRITICAL"
     (held, end) = served_jm.show_detail(job.job_id)
-    assert held.action.startswith("hold-")
+    assert held.action == "hold [try 1]"
     assert (held.status, held.message) == ("CRITICAL", UNFINISHED.format(state="Crashed"))
     assert (end.action, end.status) == ("flow run crashed", "CRITICAL")
     assert "-9" in (end.message or "")

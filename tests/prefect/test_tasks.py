@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -45,12 +46,35 @@ def test_the_check_fails_the_flow_on_a_critical_job(logged):
     assert "NIGHTLY LOAD" in str(error)
 
 
-def test_warnings_pass_unless_fail_level_is_2(logged):
+def test_warnings_pass_unless_fail_level_is_2_and_are_logged_as_warnings(logged, caplog):
     logged.configure_check("late job", warn=timedelta(seconds=1), error=timedelta(hours=1))
     logged.close_job(logged.add_job("late job"))
     time.sleep(1.2)
+    caplog.set_level(logging.WARNING)
     assert monitoring(return_state=True).is_completed()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("jobmon check:" in m and "LATE JOB" in m for m in warned), warned
     assert monitoring(fail_level=2, return_state=True).is_failed()
+
+
+@flow
+def looks_twice(jm_schema: str) -> str:
+    """The same check twice in one flow run, with the job failing in between: the second
+    look must not be a cached copy of the first (result persistence on)."""
+    jobmon_check()
+    with Jobmon(os.environ["JOBMON_DSN"], schema=jm_schema) as jm:
+        fail_runs(jm, "nightly load", 3)
+    jobmon_check()
+    return "not reached"
+
+
+def test_the_check_is_never_answered_from_the_cache(logged):
+    from prefect.settings import PREFECT_RESULTS_PERSIST_BY_DEFAULT, temporary_settings
+
+    with temporary_settings({PREFECT_RESULTS_PERSIST_BY_DEFAULT: True}):
+        state = looks_twice(logged.schema, return_state=True)
+    assert state.is_failed()
+    assert isinstance(state.result(raise_on_failure=False), JobmonCheckFailed)
 
 
 @flow

@@ -55,6 +55,18 @@ def client(database: ReadOnlyDatabase) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def step_client(database: ReadOnlyDatabase) -> Iterator[TestClient]:
+    """The app with the opt-in step metric on."""
+    with TestClient(create_app(database, step_metrics=True)) as test_client:
+        yield test_client
+
+
+def table(jm: Jobmon, name: str) -> sql.Identifier:
+    """A table of the test's jobmon schema, for SQL composed with psycopg.sql."""
+    return sql.Identifier(jm.schema, name)
+
+
 def failed_configured_run(jm: Jobmon, name: str = "nightly load") -> int:
     """A configured job whose run fails at its second step: CRITICAL at once."""
     jm.configure_check(name, warn=timedelta(hours=25), error=timedelta(hours=49))

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import sql
 
 from jobmon_web import queries
-from jobmon_web.app import TOKEN_COOKIE, create_app
+from jobmon_web.app import HEALTH_PAGE, TOKEN_COOKIE, create_app
 from jobmon_web.database import ReadOnlyDatabase
 
-from .conftest import failed_configured_run
+from .conftest import failed_configured_run, table
 
 
 def level(html: str) -> str:
@@ -47,6 +48,33 @@ def test_health_shows_a_warning_row_as_warning(client, jm):
     jm.fail_job(jm.add_job("nightly load"), 2)
     page = client.get("/")
     assert level(page.text) == "WARNING"
+
+
+def alert_rows(html: str) -> list[str]:
+    return re.findall(r'<a href="/jobs\?name=([^"]+)">', html.split("<h2>check_job_status")[1])
+
+
+def test_health_shows_a_page_of_rows_and_the_word_and_count_of_all_of_them(database, jm):
+    for i in range(5):
+        name = f"job {i}"
+        jm.configure_check(name, warn=timedelta(hours=25), error=timedelta(hours=49))
+        jm.fail_job(jm.add_job(name), 3 if i == 4 else 2)  # the CRITICAL one sorts last
+    assert HEALTH_PAGE == 100
+    with TestClient(create_app(database, health_page=2)) as paged:
+        seen, url = [], "/"
+        while url:
+            page = paged.get(url).text
+            assert level(page) == "CRITICAL"  # the worst of every row, on every page
+            assert "5 problems" in page
+            assert len(alert_rows(page)) <= 2
+            seen += alert_rows(page)
+            found = re.search(r'<a rel="next" href="([^"]+)">more rows', page)
+            url = found.group(1) if found else ""
+        assert sorted(seen) == [f"JOB%20{i}" for i in range(5)]
+        second = paged.get("/?offset=2").text
+        assert "rows 3 to 4 of 5" in second
+        assert '<a href="/?offset=0">« previous rows</a>' in second
+        assert paged.get("/?offset=-1").status_code == 400
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -92,7 +120,9 @@ def test_jobs_filters_by_name_and_status_in_sql(client, jm, query, expected):
 def test_jobs_filters_by_start_time(client, jm, admin):
     old, new = jm.add_job("old"), jm.add_job("new")
     admin.execute(
-        f"UPDATE {jm.schema}.job_log SET start_time = '2020-01-02 03:00+00' WHERE job_id = %s",
+        sql.SQL("UPDATE {} SET start_time = '2020-01-02 03:00+00' WHERE job_id = %s").format(
+            table(jm, "job_log")
+        ),
         [old],
     )
     assert run_ids(client.get("/jobs?since=2021-01-01").text) == [new]
@@ -110,6 +140,14 @@ def test_jobs_pages_cover_every_run_once_newest_first(client, jm):
         url = found.group(1).replace("&amp;", "&") if found else ""
     assert seen == made[::-1]
     assert "« newest" in client.get(f"/jobs?limit=3&before={made[4]}").text
+
+
+def test_an_older_page_whose_cursor_run_was_purged_continues_below_its_id(client, jm, admin):
+    made = [jm.add_job("purged cursor") for _ in range(5)]
+    admin.execute(
+        sql.SQL("DELETE FROM {} WHERE job_id = %s").format(table(jm, "job_log")), [made[2]]
+    )
+    assert run_ids(client.get(f"/jobs?limit=3&before={made[2]}").text) == [made[1], made[0]]
 
 
 def test_each_job_name_has_a_chart_of_its_recent_runs_oldest_first(client, jm):
@@ -143,8 +181,10 @@ def test_run_view_shows_the_steps_as_a_timeline_with_the_failing_and_slowest_ste
 ):
     job = failed_configured_run(jm)
     admin.execute(  # make the first step the slow one, whatever the clock did
-        f"UPDATE {jm.schema}.job_detail SET end_time = start_time + interval '5 seconds'"
-        " WHERE job_id = %s AND action = 'copy rows'",
+        sql.SQL(
+            "UPDATE {} SET end_time = start_time + interval '5 seconds'"
+            " WHERE job_id = %s AND action = 'copy rows'"
+        ).format(table(jm, "job_detail")),
         [job],
     )
     page = client.get(f"/runs/{job}").text
@@ -257,7 +297,7 @@ def test_the_views_answer_with_their_server_time(client):
 def test_times_are_shown_in_utc(client, jm, admin):
     job = jm.add_job("clock")
     admin.execute(
-        f"UPDATE {jm.schema}.job_log SET start_time = %s WHERE job_id = %s",
+        sql.SQL("UPDATE {} SET start_time = %s WHERE job_id = %s").format(table(jm, "job_log")),
         [datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), job],
     )
     assert "<td>2026-01-02 03:04:05</td>" in client.get("/jobs").text

@@ -39,6 +39,11 @@ def test_metrics_prints_the_exposition_text(dsn, jm, monitor_role, capsys):
     assert "jobmon_up 1.0" in out
     assert 'jobmon_check_alert_code{alert_status="FAILED_RUN",job_name="NIGHTLY LOAD"} 3.0' in out
     assert out.endswith("\n")
+    assert "jobmon_job_last_step_duration_seconds" not in out  # opt-in
+    argv = ["metrics", "--dsn", dsn, "--schema", jm.schema, "--role", monitor_role]
+    assert main([*argv, "--step-metrics"]) == 0
+    out = capsys.readouterr().out
+    assert 'jobmon_job_last_step_duration_seconds{job_name="NIGHTLY LOAD",step="copy rows"}' in out
 
 
 def test_metrics_of_an_unreachable_database_still_print_jobmon_up_0_and_exit_1(capsys):
@@ -60,6 +65,22 @@ def test_web_refuses_to_listen_beyond_loopback_without_a_token(capsys, monkeypat
     empty.write_text("\n")
     assert main(["web", "--host", "0.0.0.0", "--token-file", str(empty)]) == 2
     assert "is empty" in capsys.readouterr().err
+
+
+def test_web_beyond_loopback_needs_a_token_of_16_characters(dsn, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("JOBMON_WEB_TOKEN", "short-token")  # 11 characters
+    assert main(["web", "--host", "0.0.0.0"]) == 2
+    said = capsys.readouterr().err
+    assert "needs a token of at least 16 characters, this one has 11" in said
+    assert "short-token" not in said
+    token_file = tmp_path / "token"
+    token_file.write_text("x" * 15 + "\n")
+    assert main(["web", "--host", "::", "--token-file", str(token_file)]) == 2
+    assert "at least 16 characters, this one has 15" in capsys.readouterr().err
+    # on loopback a short token is the user's choice; the role check fails next, not the token
+    code = main(["web", "--dsn", dsn, "--role", "no_such_monitor_role"])
+    assert code == 1
+    assert "at least 16" not in capsys.readouterr().err
 
 
 def test_web_says_why_it_cannot_read_before_serving(dsn, jm, capsys):

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
-from jobmon_web.metrics import METRIC_NAMES, scrape
+from jobmon_web.metrics import METRIC_NAMES, STEP_LABEL_CHARS, STEPS_PER_JOB, scrape
 
-from .conftest import failed_configured_run
+from .conftest import failed_configured_run, table
 
 
 def samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -35,7 +36,17 @@ def test_a_healthy_log_has_one_ok_alert_row_with_an_empty_job_name(client):
     assert set(got) <= set(METRIC_NAMES)
 
 
-def test_each_metric_reads_the_log(client, jm, admin):
+def series(text: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Every sample's (name, labels), repeats kept: a repeat is invalid exposition."""
+    return [
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def test_each_metric_reads_the_log(step_client, jm, admin):
+    client = step_client
     ok = jm.add_job("nightly load")
     jm.close_job(ok)
     failed = failed_configured_run(jm, "nightly load")
@@ -48,7 +59,9 @@ def test_each_metric_reads_the_log(client, jm, admin):
     }
     for job_id, (start, end) in moments.items():
         admin.execute(
-            f"UPDATE {jm.schema}.job_log SET start_time = %s, end_time = %s WHERE job_id = %s",
+            sql.SQL("UPDATE {} SET start_time = %s, end_time = %s WHERE job_id = %s").format(
+                table(jm, "job_log")
+            ),
             [start, end, job_id],
         )
     got = samples(client.get("/metrics").text)
@@ -69,6 +82,42 @@ def test_each_metric_reads_the_log(client, jm, admin):
     steps = {dict(k)["step"]: v for k, v in got["jobmon_job_last_step_duration_seconds"].items()}
     assert set(steps) == {"copy rows", "analyze facts"}
     assert all(v >= 0 for v in steps.values())
+
+
+def test_a_job_failing_at_two_levels_is_one_series_at_its_worst_code(client, jm):
+    name = "twice failed"
+    jm.configure_check(name, warn=timedelta(hours=25), error=timedelta(hours=49))
+    jm.fail_job(jm.add_job(name), level=2)  # a WARNING failure
+    jm.fail_job(jm.add_job(name), level=3)  # and a CRITICAL one: two FAILED_RUN rows
+    rows = [a for a in jm.check_job_status() if a.job_name == "TWICE FAILED"]
+    assert sorted(a.alert_code for a in rows) == [2, 3]  # check_job_status: a row per level
+    assert {a.alert_status for a in rows} == {"FAILED_RUN"}
+    text = client.get("/metrics").text
+    found = series(text)
+    assert len(found) == len(set(found)), "a label set appears twice"
+    codes = samples(text)["jobmon_check_alert_code"]
+    assert codes == {(("alert_status", "FAILED_RUN"), ("job_name", "TWICE FAILED")): 3.0}
+
+
+def test_the_step_metric_is_opt_in_cut_and_bounded(client, step_client, jm):
+    job = jm.add_job("many steps")
+    long_action = "Running sql: SELECT " + "x, " * 60 + "y FROM t"
+    for i in range(STEPS_PER_JOB + 5):
+        step = jm.add_step(job, long_action if i == 0 else f"step {i}")
+        jm.update_step(step, "OK", "done")
+    jm.close_job(job)
+    assert "jobmon_job_last_step_duration_seconds" not in client.get("/metrics").text
+    got = samples(step_client.get("/metrics").text)
+    steps = [dict(k)["step"] for k in got["jobmon_job_last_step_duration_seconds"]]
+    assert len(steps) == STEPS_PER_JOB
+    assert long_action[:STEP_LABEL_CHARS] in steps
+    assert max(map(len, steps)) == STEP_LABEL_CHARS
+
+
+def test_the_running_metric_says_it_counts_orphans_too(client):
+    text = client.get("/metrics").text
+    assert "# HELP jobmon_job_running Open runs of the job" in text
+    assert "including orphans whose process died" in text
 
 
 def test_label_values_are_escaped_whatever_the_job_name_holds(client, jm):

@@ -303,6 +303,7 @@ CREATE FUNCTION _sql_connect(p_dblink text, p_name text) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_server text := _sql_server_name();
+    v_detail text;
 BEGIN
     IF v_server IS NULL THEN
         RAISE EXCEPTION 'pg-jobmon''s SQL interface in schema % has no loopback server; '
@@ -312,8 +313,10 @@ BEGIN
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect($1, $2)', p_dblink) USING p_name, v_server;
     EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;  -- libpq's reason is here
         RAISE EXCEPTION 'cannot open pg-jobmon''s logging connection for role % through '
-            'foreign server %: %', quote_ident(current_user), quote_ident(v_server), SQLERRM
+            'foreign server %: %', quote_ident(current_user), quote_ident(v_server),
+            concat_ws(': ', SQLERRM, nullif(v_detail, ''))
             USING ERRCODE = 'PJ007',
             HINT = format('a superuser gives the role a user mapping with its password: '
                           '`jobmon sql-access %s` (or Jobmon.allow_sql_logging()); dblink '
@@ -323,19 +326,45 @@ BEGIN
 END
 $$;
 
--- Send one call to the loopback session and return its one value (never NULL). Whether the
--- session is connected is asked in the same statement, so a call costs one query; dblink's
--- schema is remembered for the session (a GUC: if a rollback forgets it, it is looked up).
-CREATE FUNCTION _sql_remote(p_sql text, p_resend_sql text DEFAULT NULL) RETURNS text
+-- Send one call to the loopback session and return its one value (never NULL).
+--
+-- The connection logs in as the calling role (its user mapping) and is named after the
+-- schema and that role, so a role never writes through another's connection. It is kept
+-- for the session only while the caller is the session's own user: inside a SECURITY
+-- DEFINER function or after SET ROLE (current_user <> session_user) it is opened for the
+-- call and closed after it, whatever happens, so the session user can never reach a
+-- connection logged in as someone else (dblink's functions take any open connection's name).
+--
+-- Whether the kept connection is open is asked in the same statement as the call, so a call
+-- costs one query; dblink's schema is remembered for the session (a GUC: if a rollback
+-- forgets it, it is looked up again). A kept connection found broken is reopened once and
+-- the call sent again (p_resend_sql, when given: the form that recognises its own earlier
+-- success); a call that must not be sent twice (p_may_resend false) raises instead.
+CREATE FUNCTION _sql_remote(p_sql text, p_resend_sql text DEFAULT NULL,
+                            p_may_resend boolean DEFAULT true) RETURNS text
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_dblink text := current_setting('pg_jobmon.dblink_schema', true);
-    v_name text := 'pg-jobmon ' || current_schema();
+    v_name text := format('pg-jobmon %s/%s', to_regnamespace(quote_ident(current_schema()))::oid,
+                          to_regrole(quote_ident(current_user))::oid);
+    v_send text;
     v_result text;
 BEGIN
     IF v_dblink IS NULL OR v_dblink = '' THEN
         v_dblink := _sql_dblink_schema();
         PERFORM set_config('pg_jobmon.dblink_schema', v_dblink, false);
+    END IF;
+    v_send := format('SELECT r FROM %I.dblink($1, $2, true) AS t(r text)', v_dblink);
+    IF current_user <> session_user THEN  -- never left open for the session user to reuse
+        PERFORM _sql_connect(v_dblink, v_name);
+        BEGIN
+            EXECUTE v_send INTO v_result USING v_name, p_sql;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            EXECUTE format('SELECT %I.dblink_disconnect($1)', v_dblink) USING v_name;
+            RAISE;
+        END;
+        EXECUTE format('SELECT %I.dblink_disconnect($1)', v_dblink) USING v_name;
+        RETURN v_result;
     END IF;
     BEGIN
         EXECUTE format('SELECT CASE WHEN $1 = ANY (coalesce(%1$I.dblink_get_connections(),'
@@ -347,14 +376,15 @@ BEGIN
         END IF;
         -- not connected yet in this session: connect below, then send
     EXCEPTION WHEN connection_exception OR admin_shutdown OR crash_shutdown THEN
-        -- the kept connection broke (a restart, a terminated backend, an idle timeout):
-        -- reopen it once and send again
+        -- the kept connection broke (a restart, a terminated backend, an idle timeout)
         EXECUTE format('SELECT %I.dblink_disconnect($1)', v_dblink) USING v_name;
+        IF NOT p_may_resend THEN
+            RAISE;  -- the write may have landed: the caller decides
+        END IF;
         p_sql := coalesce(p_resend_sql, p_sql);
     END;
     PERFORM _sql_connect(v_dblink, v_name);
-    EXECUTE format('SELECT r FROM %I.dblink($1, $2, true) AS t(r text)', v_dblink)
-       INTO v_result USING v_name, p_sql;
+    EXECUTE v_send INTO v_result USING v_name, p_sql;
     RETURN v_result;
 END
 $$;
@@ -375,20 +405,28 @@ $$;
 -- the writers, with pg_jobmon's names and signatures
 CREATE FUNCTION add_job(p_job_name text) RETURNS bigint
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_job_id bigint;  -- reserved here, so a resend writes the same row; NULL when read-only
 BEGIN
     PERFORM _sql_check_name(p_job_name, 'job name');
-    RETURN _sql_remote(format('SELECT %I._sql_write_job(%L, %L, %L, %L)', current_schema(),
-        _sql_reserve('job_log_job_id_seq'), current_user, p_job_name, pg_backend_pid()))::bigint;
+    v_job_id := _sql_reserve('job_log_job_id_seq');
+    RETURN _sql_remote(
+        format('SELECT %I._sql_write_job(%L, %L, %L, %L)', current_schema(), v_job_id,
+               current_user, p_job_name, pg_backend_pid()),
+        NULL, v_job_id IS NOT NULL)::bigint;
 END
 $$;
 
 CREATE FUNCTION add_step(p_job_id bigint, p_action text) RETURNS bigint
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_step_id bigint;  -- reserved here, so a resend writes the same row; NULL when read-only
 BEGIN
     PERFORM _sql_check_id(p_job_id, 'job_id');
     PERFORM _sql_require(p_action, 'action');
+    v_step_id := _sql_reserve('job_detail_step_id_seq');
     RETURN _sql_remote(format('SELECT %I._sql_write_step(%L, %L, %L)', current_schema(),
-        _sql_reserve('job_detail_step_id_seq'), p_job_id, p_action))::bigint;
+        v_step_id, p_job_id, p_action), NULL, v_step_id IS NOT NULL)::bigint;
 END
 $$;
 
@@ -544,11 +582,16 @@ BEGIN
         BEGIN
             EXECUTE p_sql;
             GET DIAGNOSTICS v_rows = ROW_COUNT;
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM %1$I.update_step(v_step_id, 'CRITICAL', 'ERROR: ' || SQLERRM);
-            PERFORM %1$I.fail_job(v_job_id);
-            PERFORM pg_advisory_unlock(hashtext('sql_log'), hashtext(p_job_name));
-            RETURN v_failed;
+        EXCEPTION
+            WHEN query_canceled THEN  -- cancelled or timed out: the job ends, then go on
+                PERFORM %1$I.update_step(v_step_id, 'CRITICAL', 'ERROR: ' || SQLERRM);
+                PERFORM %1$I.fail_job(v_job_id);
+                RAISE;
+            WHEN OTHERS THEN
+                PERFORM %1$I.update_step(v_step_id, 'CRITICAL', 'ERROR: ' || SQLERRM);
+                PERFORM %1$I.fail_job(v_job_id);
+                PERFORM pg_advisory_unlock(hashtext('sql_log'), hashtext(p_job_name));
+                RETURN v_failed;
         END;
         PERFORM %1$I.update_step(v_step_id, 'OK', 'Rows affected: ' || v_rows);
         PERFORM %1$I.close_job(v_job_id);
@@ -616,7 +659,7 @@ BEGIN
         RAISE NOTICE '%', v_message;
         PERFORM update_step(v_step_id, 'OK', v_message);
         PERFORM close_job(v_job_id);
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
         IF v_step_id IS NULL THEN
             v_step_id := add_step(v_job_id, 'EXCEPTION before first step logged');
         END IF;
