@@ -130,7 +130,7 @@ def bench_durations(
 ) -> dict[str, Any]:
     """Median ms per check_job_status(window) call for each variant and log size, and the
     ratios to version 6's function (before this change) at the largest size."""
-    say("\n7. runs too long: check_job_status() with duration limits (section 3's workload)")
+    say("\n8. runs too long: check_job_status() with duration limits (section 3's workload)")
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     rounds, calls = (12, 10) if quick else (12, 20)
     results: dict[str, Any] = {}

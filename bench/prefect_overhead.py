@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobmon_core import Jobmon
 
     tasks, rounds = (20, 3) if args.quick else (50, 7)
-    print("\nPrefect: what pg-jobmon adds to real flow runs (temporary Prefect server)")
+    print("\n9. Prefect: what pg-jobmon adds to real flow runs (temporary Prefect server)")
     started = time.monotonic()
     with Jobmon(args.dsn, schema=SCHEMA) as jobmon:
         jobmon.install()

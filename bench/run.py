@@ -35,8 +35,6 @@ from typing import Any
 
 import psycopg
 
-from bench.check_durations import bench_durations
-from bench.web_pages import bench_web
 from devtools import pg
 from jobmon_core import Jobmon
 from jobmon_core.alerts import Alert
@@ -705,6 +703,11 @@ def main() -> int:
             bench_sql_interface(dsn, args.quick)
             bench_prefect(dsn, args.quick)
         bench_check(srv, args.quick)
+        # imported here, not at the top: the concurrency section's child processes import
+        # this module, and need neither the web stack nor these sections
+        from bench.check_durations import bench_durations
+        from bench.web_pages import bench_web
+
         with pg.fresh_database(srv, "jobmon_bench_durations") as dsn:
             RESULTS["durations"] = bench_durations(dsn, args.quick, say, target)
         bench_growth(srv, args.quick)

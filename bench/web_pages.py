@@ -97,7 +97,7 @@ def bench_web(
     from bench.run import grow_log, table
 
     size = 100_000 if quick else 1_000_000
-    say(f"\n7. the page and /metrics at {size:,} job_log rows (server-side, median ms)")
+    say(f"\n10. the page and /metrics at {size:,} job_log rows (server-side, median ms)")
     results: dict[str, Any] = {"rows": size, "views": {}}
     role = f"jobmon_bench_web_monitor_{os.getpid()}"
     with pg.fresh_database(srv, "jobmon_bench_web") as dsn:
