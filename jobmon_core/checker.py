@@ -9,7 +9,7 @@ configuration before writing it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -292,26 +292,28 @@ class Checker:
         limits = duration_limits(
             warn_duration, error_duration, duration_factor, duration_percentile, duration_runs
         )
+        usual = limits.duration_factor is not None  # percentile and runs only with a factor
         params: dict[str, object] = {
-            "job_name": job_name,
-            "warn_threshold": warn,
-            "error_threshold": error,
-            "active": active,
-            "sensitivity": sensitivity,
-            "escalate": escalate,
-            **asdict(limits),
+            "p_job_name": job_name,
+            "p_warn_threshold": warn,
+            "p_error_threshold": error,
+            "p_sensitivity": sensitivity,
+            "p_escalate": escalate,
+            "p_active": active,
+            "p_warn_duration": limits.warn_duration,
+            "p_error_duration": limits.error_duration,
+            "p_duration_factor": limits.duration_factor,
+            "p_duration_percentile": limits.duration_percentile if usual else None,
+            "p_duration_runs": limits.duration_runs if usual else None,
         }
-        names = list(params)
-        query = sql.SQL(
-            "INSERT INTO {table} AS c ({columns}) VALUES (upper(%(job_name)s), {values})"
-            " ON CONFLICT (job_name) DO UPDATE SET ({columns}) = ROW({excluded})"
-            " RETURNING {returning}"
-        ).format(
-            table=self._fn("job_check_config"),
-            columns=sql.SQL(", ").join(map(sql.Identifier, names)),
-            values=sql.SQL(", ").join(map(sql.Placeholder, names[1:])),
-            excluded=sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names),
+        # the schema's configure_check() (version 11), which SQL users call too: one upsert
+        query = sql.SQL("SELECT {returning} FROM {function}({arguments}) AS c").format(
             returning=sql.SQL(", ").join(sql.Identifier("c", f.name) for f in fields(CheckConfig)),
+            function=self._fn("configure_check"),
+            arguments=sql.SQL(", ").join(
+                sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name))
+                for name in params
+            ),
         )
 
         def write(conn: psycopg.Connection, _: bool) -> CheckConfig:

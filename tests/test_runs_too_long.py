@@ -562,3 +562,32 @@ def test_with_limits_only_the_new_rows_are_added(jm, rows, admin, work, referenc
             assert all(a.alert_code in (2, 3) for a in new if a.alert_status in NEW_STATUSES)
             added.update((a.alert_code, a.alert_status) for a in new if a not in kept)
     assert added == {(c, s) for c in (2, 3) for s in NEW_STATUSES}
+
+
+def test_sql_users_configure_the_limits_with_the_same_function_python_calls(jm, rows, admin):
+    """configure_check() in SQL (version 11) takes the duration limits; Jobmon.configure_check
+    calls it too, so both give the same row and the same alerts."""
+    rows.execute(
+        "SELECT configure_check('sql loader', '24 hours', '48 hours',"
+        " p_error_duration => '2 hours', p_duration_factor => 2, p_duration_runs => 10)"
+    )
+    by_sql = [c for c in jm.list_checks() if c.job_name == "SQL LOADER"]
+    jm.configure_check(
+        "python loader",
+        warn=hours(24),
+        error=hours(48),
+        error_duration=hours(2),
+        duration_factor=2,
+        duration_runs=10,
+    )
+    by_python = [c for c in jm.list_checks() if c.job_name == "PYTHON LOADER"]
+    assert [vars(c) | {"job_name": ""} for c in by_sql] == [
+        vars(c) | {"job_name": ""} for c in by_python
+    ]
+    run(rows, "SQL LOADER", "3 hours")
+    alerts = [a for a in jm.check_job_status() if a.job_name == "SQL LOADER"]
+    assert [(a.alert_code, a.alert_status) for a in alerts] == [(3, "RUNNING_TOO_LONG")]
+    with pytest.raises(psycopg.Error) as caught:
+        rows.execute("SELECT configure_check('x', '1 hour', '2 hours', p_duration_runs => 5)")
+    assert caught.value.sqlstate == "22023"
+    assert "need p_duration_factor" in str(caught.value)
