@@ -1,5 +1,5 @@
-"""Small conversions shared by the operators, the sensor and the trigger (those every
-orchestrator's check tasks share live in :mod:`jobmon_core.check_tasks`)."""
+"""What the Airflow check tasks alone need (what every orchestrator's check tasks share
+lives in :mod:`jobmon_core.check_tasks`)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from jobmon_core import InvalidArgumentError
-from jobmon_core.check_tasks import (
-    alerts_table,
-    as_datetime,
-    as_history,
-    check_fail_level,
-    failing,
-    problems_text,
-)
-
-__all__ = [
-    "alerts_table",
-    "as_datetime",
-    "as_history",
-    "check_fail_level",
-    "failing",
-    "problems_text",
-    "since_of",
-]
 
 
 def since_of(context: Any) -> datetime:

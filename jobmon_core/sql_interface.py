@@ -54,13 +54,14 @@ def prepare(conn: psycopg.Connection, schema: str, *, password: str | None) -> s
             reason = _create_server(conn)
             if reason:
                 return reason
-            conn.execute(
-                sql.SQL("INSERT INTO {} (server_name) VALUES (%s)").format(
-                    sql.Identifier(schema, "sql_loopback")
-                ),
-                [SERVER_NAME],
-            )
             server = SERVER_NAME
+        conn.execute(  # the schema's record of its server (the one row of sql_loopback)
+            sql.SQL(
+                "INSERT INTO {} (server_name) VALUES (%s)"
+                " ON CONFLICT (only_row) DO UPDATE SET server_name = excluded.server_name"
+            ).format(sql.Identifier(schema, "sql_loopback")),
+            [server],
+        )
         _ensure_own_mapping(conn, server, password)
     return None
 
@@ -117,29 +118,18 @@ def _create_dblink(conn: psycopg.Connection) -> str | None:
 
 
 def _server_name(conn: psycopg.Connection, schema: str) -> str | None:
-    """The server named in ``sql_loopback`` if it exists, else None."""
+    """The loopback server of ``schema``: the one ``sql_loopback`` names if it exists, else
+    the shared default if it exists (another schema of this database created it), else
+    None. Reads only."""
     row = conn.execute(
         sql.SQL(
-            "SELECT l.server_name FROM {} AS l"
-            " JOIN pg_catalog.pg_foreign_server AS s ON s.srvname = l.server_name"
-        ).format(sql.Identifier(schema, "sql_loopback"))
+            "SELECT s.srvname FROM pg_catalog.pg_foreign_server AS s"
+            " WHERE s.srvname IN (SELECT server_name FROM {} UNION ALL SELECT %s)"
+            " ORDER BY s.srvname = %s LIMIT 1"
+        ).format(sql.Identifier(schema, "sql_loopback")),
+        [SERVER_NAME, SERVER_NAME],
     ).fetchone()
-    if row:
-        return str(row[0])
-    conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, "sql_loopback")))
-    found = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_foreign_server WHERE srvname = %s)",
-        [SERVER_NAME],
-    ).fetchone()
-    if found and found[0]:
-        conn.execute(
-            sql.SQL("INSERT INTO {} (server_name) VALUES (%s)").format(
-                sql.Identifier(schema, "sql_loopback")
-            ),
-            [SERVER_NAME],
-        )
-        return SERVER_NAME
-    return None
+    return str(row[0]) if row else None
 
 
 def _create_server(conn: psycopg.Connection) -> str | None:

@@ -13,8 +13,14 @@ from airflow.sdk import BaseOperator
 
 from jobmon_core import Job, Jobmon, JobmonError
 from jobmon_core.caller import error_text
+from jobmon_core.check_tasks import (
+    alerts_table,
+    as_history,
+    check_fail_level,
+    failing,
+    problems_text,
+)
 
-from .._common import alerts_table, as_history, check_fail_level, failing, problems_text
 from .._compat import AirflowException, AirflowFailException
 from ..hooks.jobmon import JobmonHook
 

@@ -17,16 +17,16 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from jobmon_core import Alert, Jobmon
-
-from .._common import (
+from jobmon_core.check_tasks import (
     alerts_table,
     as_datetime,
     as_history,
     check_fail_level,
     failing,
     problems_text,
-    since_of,
 )
+
+from .._common import since_of
 from .._compat import AirflowFailException, AirflowProviderDeprecationWarning
 from ..hooks.jobmon import JobmonHook
 from ..triggers.jobmon import JobmonCheckTrigger

@@ -15,9 +15,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from jobmon_core import aio
+from jobmon_core.check_tasks import as_datetime, as_history, failing
 from jobmon_core.connection import resolve_target
-
-from .._common import as_datetime, as_history, failing
 
 
 class JobmonCheckTrigger(BaseTrigger):

@@ -103,7 +103,7 @@ def test_the_monitoring_example_waits_for_runs_since_midnight_exactly(airflow_db
     run started in the first fraction of a second after midnight did not count."""
     import pendulum
 
-    from jobmon_airflow._common import as_datetime
+    from jobmon_core.check_tasks import as_datetime
 
     sensor = load_dag_module("jobmon_monitoring").dag.get_task("wait_for_todays_etl")
     start = pendulum.datetime(2026, 3, 4, 10, 11, 12, 123456, tz="UTC")

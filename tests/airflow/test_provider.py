@@ -345,8 +345,8 @@ def test_the_deferrable_sensor_really_defers(jobmon_conn, jm):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, True, 1e300, b"3 days"])
 def test_a_bad_history_is_a_clear_error(value):
-    from jobmon_airflow._common import as_history
     from jobmon_core import InvalidArgumentError
+    from jobmon_core.check_tasks import as_history
 
     with pytest.raises(InvalidArgumentError, match="history"):
         as_history(value)
